@@ -1,0 +1,210 @@
+"""Starting and finishing a login in a Django request: the state machine around ``flow``.
+
+``begin`` records a pending ``AuthorizationRequest`` and returns the provider URL;
+``complete`` checks the callback against it (state first), exchanges the code and
+stores the tokens. Every way a callback can fail raises ``CallbackError`` with an
+operator's explanation; an existing working token is never touched by a failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from . import flow
+from .exceptions import CallbackError, TokenEndpointError
+from .models import AuthorizationRequest, OAuth2Client, OAuth2Token
+from .tokens import store_token_set
+
+if TYPE_CHECKING:
+    from django.http import QueryDict
+
+logger = logging.getLogger("oauth2_integrator")
+
+SESSION_KEY = "oauth2_integrator_binding"
+
+
+def _session_hash(request: HttpRequest, *, create: bool) -> str:
+    """A per-browser-session secret, so a callback only completes where it started.
+
+    Kept in the session (any backend works, signed cookies included) and stored
+    only as a hash next to the pending login.
+    """
+    binding = request.session.get(SESSION_KEY)
+    if not binding and create:
+        binding = secrets.token_urlsafe(32)
+        request.session[SESSION_KEY] = binding
+    return hashlib.sha256(binding.encode()).hexdigest() if binding else ""
+
+
+def admin_url(client: OAuth2Client) -> str:
+    try:
+        return reverse("admin:oauth2_integrator_oauth2client_change", args=[client.pk])
+    except NoReverseMatch:
+        return "/"
+
+
+def safe_return_url(request: HttpRequest, candidate: str | None, client: OAuth2Client) -> str:
+    """Only same-site return URLs are honoured (no open redirect)."""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return admin_url(client)
+
+
+def redirect_uri_for(request: HttpRequest, client: OAuth2Client) -> str:
+    """The client's override, or this site's absolute callback URL (Django's host rules)."""
+    if client.redirect_uri:
+        return client.redirect_uri
+    return request.build_absolute_uri(reverse("oauth2_integrator:callback", args=[client.name]))
+
+
+def purge_stale_requests() -> int:
+    deleted, _ = AuthorizationRequest.objects.stale().delete()
+    return deleted
+
+
+def begin(request: HttpRequest, client: OAuth2Client, *, return_url: str | None = None) -> str:
+    """Record a pending login and return the authorization endpoint URL to redirect to."""
+    purge_stale_requests()
+    state = flow.new_state()
+    verifier = flow.new_code_verifier() if client.use_pkce else ""
+    nonce = flow.new_nonce()
+    redirect_uri = redirect_uri_for(request, client)
+    AuthorizationRequest.objects.create(
+        state_hash=flow.hash_state(state),
+        client=client,
+        user=request.user if request.user.is_authenticated else None,
+        session_hash=_session_hash(request, create=True),
+        code_verifier=verifier,
+        nonce=nonce,
+        redirect_uri=redirect_uri,
+        return_url=safe_return_url(request, return_url, client),
+    )
+    logger.info("Starting authorization of OAuth2 client %r.", client.name)
+    return flow.authorization_url(
+        client, redirect_uri=redirect_uri, state=state, code_verifier=verifier or None, nonce=nonce
+    )
+
+
+def _claim(request: HttpRequest, name: str, state: str) -> AuthorizationRequest:
+    """Validate the state and mark the pending login used, in one locked step."""
+    with transaction.atomic():
+        pending = (
+            AuthorizationRequest.objects.select_for_update()
+            .select_related("client")
+            .filter(state_hash=flow.hash_state(state))
+            .first()
+        )
+        if pending is None:
+            raise CallbackError(
+                "This authorization answer does not match any login started here (unknown "
+                "state). It may have been cleaned up, or the link was not made by this "
+                "site. Start again with Authorize in the admin."
+            )
+        if pending.used_at is not None:
+            raise CallbackError(
+                "This authorization answer was already used. Each login can complete only "
+                "once; start again with Authorize in the admin."
+            )
+        if pending.expires_at < timezone.now():
+            raise CallbackError(
+                "This login took too long and has expired. Start again with Authorize in "
+                "the admin."
+            )
+        if pending.client.name != name:
+            raise CallbackError(
+                f"This authorization answer belongs to another client "
+                f"({pending.client.name!r}), not {name!r}. Check the client's redirect URI "
+                "at the provider."
+            )
+        user_pk = request.user.pk if request.user.is_authenticated else None
+        if pending.user_id != user_pk or pending.session_hash != _session_hash(
+            request, create=False
+        ):
+            raise CallbackError(
+                "This login was started by another user or in another browser session. "
+                "Finish it in the browser where you pressed Authorize, signed in as the "
+                "same user."
+            )
+        pending.used_at = timezone.now()
+        pending.save(update_fields=["used_at"])
+    return pending
+
+
+def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token, str]:
+    """Finish a login from the provider's redirect (RFC 6749 §4.1.2)."""
+    params: QueryDict = request.GET
+    state = params.get("state")
+    if not state:
+        raise CallbackError(
+            "The provider's answer has no state parameter, so it cannot be matched to a "
+            "login started here. Start again with Authorize in the admin."
+        )
+    pending = _claim(request, name, state)
+    client = pending.client
+
+    error = params.get("error")
+    if error:
+        description = flow.clean_words(params.get("error_description", ""))
+        if error == "access_denied":
+            message = (
+                f"Authorization of {client.label} was denied at the provider "
+                "(access_denied). Nothing was changed."
+            )
+        else:
+            message = (
+                f"The provider refused the authorization of {client.label} "
+                f"(error {flow.clean_words(error, 100)!r}). Nothing was changed."
+            )
+        if description:
+            message += f" The provider said: {description}"
+        raise CallbackError(message, client=client.name, error=error, description=description)
+
+    iss = params.get("iss")
+    if client.issuer and iss is not None and iss != client.issuer:
+        raise CallbackError(
+            f"The answer came from issuer {flow.clean_words(iss, 200)!r}, but {client.label} is "
+            f"registered with issuer {client.issuer!r} (RFC 9207 mix-up protection). "
+            "Nothing was changed.",
+            client=client.name,
+            error="invalid_issuer",
+        )
+
+    code = params.get("code")
+    if not code:
+        raise CallbackError(
+            f"The provider's answer for {client.label} has neither a code nor an error. "
+            "Nothing was changed; start again with Authorize.",
+            client=client.name,
+        )
+
+    try:
+        token_set = flow.exchange_code(
+            client,
+            code=code,
+            redirect_uri=pending.redirect_uri,
+            code_verifier=pending.code_verifier or None,
+        )
+    except TokenEndpointError as exc:
+        raise CallbackError(
+            f"Could not obtain tokens for {client.label}: {exc} Nothing was changed; "
+            "start again with Authorize.",
+            client=client.name,
+            error=exc.error,
+            description=exc.description,
+            http_status=502 if exc.transient else 400,
+        ) from exc
+
+    token = store_token_set(client, token_set)
+    logger.info("OAuth2 client %r is authorized.", client.name)
+    return client, token, pending.return_url or admin_url(client)

@@ -1,0 +1,83 @@
+"""The app's settings: one ``OAUTH2_INTEGRATOR`` dict, read through one object.
+
+Defaults live here; unknown keys are rejected with a message naming the key, and the
+object re-reads Django's settings whenever ``override_settings`` changes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTINGS_NAME = "OAUTH2_INTEGRATOR"
+
+DEFAULTS: dict[str, Any] = {
+    # Fernet keys (urlsafe base64, 32 bytes). The first encrypts; all decrypt.
+    "ENCRYPTION_KEYS": [],
+    # Refresh an access token that expires within this many seconds.
+    "REFRESH_MARGIN": 300,
+    # A pending login (state, PKCE verifier) is valid for this many seconds.
+    "AUTHORIZATION_REQUEST_TTL": 600,
+    # requests' (connect, read) timeouts for calls to token endpoints.
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 15.0,
+    # Sent on every request to a provider; None means "django-oauth2-integrator/<version>".
+    "USER_AGENT": None,
+    # Verify TLS certificates (a path to a CA bundle is accepted too, as in requests).
+    "VERIFY_TLS": True,
+    # Permission a staff user needs to start a login for a client.
+    "AUTHORIZE_PERMISSION": "oauth2_integrator.authorize",
+}
+
+
+class IntegratorSettings:
+    """Attribute access to the merged settings, e.g. ``app_settings.REFRESH_MARGIN``."""
+
+    def __init__(self) -> None:
+        self._cached: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        from django.conf import settings
+
+        user = getattr(settings, SETTINGS_NAME, {}) or {}
+        if not isinstance(user, dict):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
+        unknown = sorted(set(user) - set(DEFAULTS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in {SETTINGS_NAME}: {', '.join(unknown)}. "
+                f"Known keys: {', '.join(sorted(DEFAULTS))}."
+            )
+        return {**DEFAULTS, **user}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(name)
+        if self._cached is None:
+            self._cached = self._load()
+        return self._cached[name]
+
+    def reload(self) -> None:
+        self._cached = None
+
+
+app_settings = IntegratorSettings()
+
+_reload_hooks: list[Any] = []
+
+
+def on_reload(func: Any) -> Any:
+    """Register a function to call when the settings change (e.g. to drop a cache)."""
+    _reload_hooks.append(func)
+    return func
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        app_settings.reload()
+        for hook in _reload_hooks:
+            hook()

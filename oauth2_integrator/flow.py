@@ -1,0 +1,322 @@
+"""The protocol: authorization URL, state, PKCE, and requests to the token endpoint.
+
+No views and no models are written here: the callback view and ``tokens`` decide
+what to store; this module only speaks OAuth 2.0 (RFC 6749 §4.1, RFC 7636).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from . import providers, transport
+from .exceptions import TokenEndpointError, TransientTokenEndpointError
+from .masking import mask
+
+if TYPE_CHECKING:
+    from .models import OAuth2Client
+
+logger = logging.getLogger("oauth2_integrator")
+
+#: Token responses keep these; everything else goes to ``TokenSet.extra``.
+STANDARD_FIELDS = {"access_token", "token_type", "refresh_token", "expires_in", "scope"}
+
+
+# --- state, PKCE, nonce -------------------------------------------------------------
+
+
+def new_state() -> str:
+    """256 random bits (RFC 6749 §10.12 asks for unguessable; RFC 9700 for >=128)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_state(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def new_code_verifier() -> str:
+    """RFC 7636 §4.1: 43-128 characters from the unreserved set; 86 here."""
+    return secrets.token_urlsafe(64)
+
+
+def code_challenge(verifier: str) -> str:
+    """RFC 7636 §4.2, S256: BASE64URL(SHA256(verifier)) without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+# --- authorization request ----------------------------------------------------------
+
+
+def _stringify(params: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out[str(key)] = str(value)
+    return out
+
+
+def authorization_url(
+    client: OAuth2Client,
+    *,
+    redirect_uri: str,
+    state: str,
+    code_verifier: str | None = None,
+    nonce: str | None = None,
+) -> str:
+    """The URL the browser is sent to (RFC 6749 §4.1.1), every value URL-encoded.
+
+    A query the endpoint already has (``?tenant=x``) is kept.
+    """
+    profile = providers.get(client.provider)
+    params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": redirect_uri,
+    }
+    if client.scopes:
+        params["scope"] = profile.scope_separator.join(client.scopes)
+    params["state"] = state
+    if code_verifier:
+        params["code_challenge"] = code_challenge(code_verifier)
+        params["code_challenge_method"] = "S256"
+    if nonce and "openid" in client.scopes:
+        params["nonce"] = nonce
+    params.update(_stringify(profile.extra_authorize_params))
+    params.update(_stringify(client.extra_authorize_params or {}))
+    params = profile.authorization_params(client, params)
+
+    parts = urlsplit(client.authorization_endpoint)
+    existing = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query = urlencode([*existing, *params.items()])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+# --- token endpoint -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TokenRequest:
+    """A request to the token endpoint, open to a provider hook before it is sent."""
+
+    url: str
+    data: dict[str, str]
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:
+        shown = {k: (mask(v) if k not in {"grant_type", "redirect_uri", "scope"} else v)
+                 for k, v in self.data.items()}
+        return f"TokenRequest(url={self.url!r}, data={shown!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSet:
+    """A successful token response (RFC 6749 §5.1)."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    expires_in: int | None = None
+    scope: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenSet(access_token={mask(self.access_token)!r}, "
+            f"refresh_token={mask(self.refresh_token)!r}, expires_in={self.expires_in!r}, "
+            f"scope={self.scope!r})"
+        )
+
+
+def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
+    """Apply the client's token endpoint authentication (RFC 6749 §2.3.1)."""
+    method = client.token_auth_method
+    if method == "client_secret_basic":
+        # §2.3.1: id and secret are form-urlencoded *before* Basic encoding, so a
+        # secret with ":" or non-ASCII characters survives.
+        request.auth = (quote_plus(client.client_id), quote_plus(client.client_secret or ""))
+    elif method == "client_secret_post":
+        request.data["client_id"] = client.client_id
+        request.data["client_secret"] = client.client_secret or ""
+    else:
+        request.data["client_id"] = client.client_id
+    return request
+
+
+def _base_request(client: OAuth2Client, data: dict[str, str]) -> TokenRequest:
+    profile = providers.get(client.provider)
+    data = {
+        **data,
+        **_stringify(profile.extra_token_params),
+        **_stringify(client.extra_token_params or {}),
+    }
+    request = TokenRequest(
+        url=client.token_endpoint,
+        data=data,
+        headers={"Accept": "application/json"},
+    )
+    return _client_auth(client, request)
+
+
+def code_exchange_request(
+    client: OAuth2Client, *, code: str, redirect_uri: str, code_verifier: str | None
+) -> TokenRequest:
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if code_verifier:
+        data["code_verifier"] = code_verifier
+    request = _base_request(client, data)
+    return providers.get(client.provider).prepare_token_request(client, request)
+
+
+def refresh_request(client: OAuth2Client, *, refresh_token: str) -> TokenRequest:
+    request = _base_request(client, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+    return providers.get(client.provider).prepare_refresh_request(client, request)
+
+
+def exchange_code(
+    client: OAuth2Client, *, code: str, redirect_uri: str, code_verifier: str | None
+) -> TokenSet:
+    """Steps D-E of RFC 6749 §4.1: trade the code for tokens."""
+    request = code_exchange_request(
+        client, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+    )
+    profile = providers.get(client.provider)
+    return _send(client, request, profile.parse_token_response)
+
+
+def refresh(client: OAuth2Client, *, refresh_token: str) -> TokenSet:
+    """RFC 6749 §6: a new access token for a refresh token."""
+    request = refresh_request(client, refresh_token=refresh_token)
+    profile = providers.get(client.provider)
+    return _send(client, request, profile.parse_refresh_response)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def clean_words(text: object, limit: int = 300) -> str:
+    """Provider-supplied words, made safe to show: printable and short."""
+    words = "".join(ch if ch.isprintable() else " " for ch in str(text)).strip()
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
+    host = _host(request.url)
+    grant = request.data.get("grant_type", "?")
+    try:
+        response = transport.post(
+            request.url, data=request.data, headers=request.headers, auth=request.auth
+        )
+    except requests.Timeout as exc:
+        raise TransientTokenEndpointError(
+            f"The token endpoint at {host} did not answer in time. "
+            "Nothing was changed; try again later.",
+            client=client.name,
+            error="timeout",
+        ) from exc
+    except requests.RequestException as exc:
+        raise TransientTokenEndpointError(
+            f"Could not reach the token endpoint at {host} ({type(exc).__name__}). "
+            "Nothing was changed; check the URL and the network, then try again.",
+            client=client.name,
+            error="connection_error",
+        ) from exc
+
+    status = response.status_code
+    body = parse(client, response)
+    logger.debug("Token endpoint %s answered HTTP %s to %s", host, status, grant)
+
+    if isinstance(body, dict) and body.get("error"):
+        error = clean_words(body.get("error"), 100)
+        description = clean_words(body.get("error_description") or "", 300)
+        detail = f": {description}" if description else ""
+        exc_class = (
+            TransientTokenEndpointError if status >= 500 or status == 429 else TokenEndpointError
+        )
+        raise exc_class(
+            f"The token endpoint at {host} refused the request "
+            f"(HTTP {status}, error {error!r}){detail}.",
+            client=client.name,
+            error=error,
+            description=description or None,
+            status=status,
+        )
+    if status >= 500 or status == 429:
+        raise TransientTokenEndpointError(
+            f"The token endpoint at {host} is unavailable (HTTP {status}). "
+            "Nothing was changed; try again later.",
+            client=client.name,
+            error="server_error" if status >= 500 else "rate_limited",
+            status=status,
+        )
+    if body is None:
+        content_type = response.headers.get("Content-Type", "unknown").split(";")[0]
+        kind = "an HTML page" if "html" in content_type else f"a {content_type} body"
+        raise TokenEndpointError(
+            f"The token endpoint at {host} answered HTTP {status} with {kind}, "
+            "not a token response. Check the client's token endpoint URL.",
+            client=client.name,
+            error="invalid_response",
+            status=status,
+        )
+    if not 200 <= status < 300:
+        raise TokenEndpointError(
+            f"The token endpoint at {host} answered HTTP {status} without an OAuth error code.",
+            client=client.name,
+            error="invalid_response",
+            status=status,
+        )
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenEndpointError(
+            f"The token endpoint at {host} answered without an access_token.",
+            client=client.name,
+            error="invalid_response",
+            status=status,
+        )
+    return token_set_from(body)
+
+
+def parse_expires_in(value: Any) -> int | None:
+    """Seconds until expiry, or None when unknown.
+
+    Numeric strings are accepted (several providers send them). Zero, negative or
+    unreadable values mean "not said": treating them as "already expired" would
+    refresh on every call.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        seconds = int(float(value))
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
+def token_set_from(body: dict[str, Any]) -> TokenSet:
+    refresh_token = body.get("refresh_token")
+    scope = body.get("scope")
+    if isinstance(scope, list):
+        scope = " ".join(str(s) for s in scope)
+    return TokenSet(
+        access_token=str(body["access_token"]),
+        token_type=str(body.get("token_type") or "Bearer"),
+        refresh_token=str(refresh_token) if refresh_token else None,
+        expires_in=parse_expires_in(body.get("expires_in")),
+        scope=str(scope) if scope else None,
+        extra={k: v for k, v in body.items() if k not in STANDARD_FIELDS},
+    )

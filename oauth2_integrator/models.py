@@ -1,0 +1,204 @@
+"""What the app stores: client registrations, their tokens and pending logins."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .conf import app_settings
+from .fields import EncryptedJSONField, EncryptedTextField
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    """Choices come from the provider registry, so adding one needs no migration."""
+    from .providers import registry
+
+    return registry.choices()
+
+
+def validate_params(value: Any) -> None:
+    """Extra request parameters must be a flat JSON object of strings."""
+    if not isinstance(value, dict):
+        raise ValidationError(_('Enter a JSON object, e.g. {"access_type": "offline"}.'))
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise ValidationError(
+                _("The value of %(key)s must be a string, number or boolean."),
+                params={"key": key},
+            )
+
+
+class TokenAuthMethod(models.TextChoices):
+    """How the client authenticates at the token endpoint (RFC 6749 §2.3.1)."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic", _("HTTP Basic (client_secret_basic)")
+    CLIENT_SECRET_POST = "client_secret_post", _("In the request body (client_secret_post)")
+    NONE = "none", _("None: public client")
+
+
+class OAuth2Client(models.Model):
+    """One registration of this site at an authorization server."""
+
+    name = models.SlugField(
+        unique=True,
+        help_text=_('The key host code uses: get_access_token("<name>").'),
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(
+        max_length=50,
+        choices=provider_choices,
+        default="generic",
+        help_text=_("Provider profile: fills endpoints and handles the provider's quirks."),
+    )
+    client_id = models.CharField(max_length=500)
+    client_secret = EncryptedTextField(blank=True)
+    authorization_endpoint = models.URLField(max_length=2000)
+    token_endpoint = models.URLField(max_length=2000)
+    revocation_endpoint = models.URLField(max_length=2000, blank=True)
+    issuer = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text=_("When set, the callback's iss parameter must match it (RFC 9207)."),
+    )
+    redirect_uri = models.URLField(
+        max_length=2000,
+        blank=True,
+        help_text=_("Leave blank to use this site's callback URL for the client."),
+    )
+    scope = models.TextField(blank=True, help_text=_("Space-separated scopes to request."))
+    token_auth_method = models.CharField(
+        max_length=32,
+        choices=TokenAuthMethod.choices,
+        default=TokenAuthMethod.CLIENT_SECRET_BASIC,
+    )
+    use_pkce = models.BooleanField(
+        default=True, help_text=_("Send a PKCE S256 code challenge (RFC 7636).")
+    )
+    extra_authorize_params = models.JSONField(
+        default=dict, blank=True, validators=[validate_params]
+    )
+    extra_token_params = models.JSONField(default=dict, blank=True, validators=[validate_params])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("OAuth2 client")
+        verbose_name_plural = _("OAuth2 clients")
+        ordering = ["name"]
+        permissions = [("authorize", _("Can authorize OAuth2 clients (start a login)"))]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.display_name} ({self.name})" if self.display_name else self.name
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def current_token(self) -> OAuth2Token | None:
+        return self.tokens.filter(account="").first()
+
+
+class TokenStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    REAUTHORIZATION_REQUIRED = "reauthorization_required", _("Needs re-authorization")
+    REVOKED = "revoked", _("Revoked")
+
+
+class OAuth2Token(models.Model):
+    """A client's token set.
+
+    ``account`` is empty for the one token a client has today; it is the seam for
+    several accounts per client later, without a rewrite.
+    """
+
+    client = models.ForeignKey(OAuth2Client, on_delete=models.CASCADE, related_name="tokens")
+    account = models.CharField(max_length=200, blank=True, default="")
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField(blank=True)
+    token_type = models.CharField(max_length=40, blank=True, default="Bearer")
+    scope = models.TextField(blank=True, help_text=_("Scope the provider granted."))
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty when the provider did not say.")
+    )
+    obtained_at = models.DateTimeField(default=timezone.now)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=32, choices=TokenStatus.choices, default=TokenStatus.ACTIVE)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    extra = EncryptedJSONField(help_text=_("The rest of the token response (id_token, extras)."))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("OAuth2 token")
+        verbose_name_plural = _("OAuth2 tokens")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "account"], name="oauth2_token_one_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"Token for {self.client_id_label()}"
+
+    def __repr__(self) -> str:
+        return f"<OAuth2Token client={self.client_id_label()} status={self.status}>"
+
+    def client_id_label(self) -> str:
+        return self.client.name if self.client_id else "?"
+
+    def expires_within(self, seconds: float, *, now: datetime.datetime | None = None) -> bool:
+        if self.expires_at is None:
+            return False
+        now = now or timezone.now()
+        return self.expires_at <= now + datetime.timedelta(seconds=seconds)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_within(0)
+
+
+class AuthorizationRequestQuerySet(models.QuerySet["AuthorizationRequest"]):
+    def stale(self) -> AuthorizationRequestQuerySet:
+        ttl = datetime.timedelta(seconds=app_settings.AUTHORIZATION_REQUEST_TTL)
+        return self.filter(created_at__lt=timezone.now() - ttl)
+
+
+class AuthorizationRequest(models.Model):
+    """A login in flight: what the callback needs to finish it, single use.
+
+    Only a hash of ``state`` is stored, so a database reader cannot forge a callback.
+    """
+
+    state_hash = models.CharField(max_length=64, unique=True)
+    client = models.ForeignKey(OAuth2Client, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, related_name="+"
+    )
+    session_hash = models.CharField(max_length=64)
+    code_verifier = EncryptedTextField(blank=True)
+    nonce = models.CharField(max_length=200, blank=True)
+    redirect_uri = models.URLField(max_length=2000)
+    return_url = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AuthorizationRequestQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("pending authorization")
+
+    def __str__(self) -> str:
+        return f"Pending authorization for {self.client_id}"
+
+    @property
+    def expires_at(self) -> datetime.datetime:
+        return self.created_at + datetime.timedelta(seconds=app_settings.AUTHORIZATION_REQUEST_TTL)

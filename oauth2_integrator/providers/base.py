@@ -1,0 +1,94 @@
+"""The standard behaviour (RFC 6749 defaults) that every provider profile starts from.
+
+A profile overrides only what its provider does differently: class attributes for
+what data can say, and the named hooks below for what it cannot. Profiles never
+read or write models; they receive a client and return data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl
+
+if TYPE_CHECKING:
+    import requests
+
+    from ..flow import TokenRequest
+    from ..models import OAuth2Client
+
+
+class ProviderProfile:
+    #: Registry key, stored in ``OAuth2Client.provider``.
+    key: ClassVar[str] = ""
+    #: Name shown in the admin.
+    name: ClassVar[str] = ""
+
+    # Pre-filled values for a new client registration.
+    authorization_endpoint: ClassVar[str] = ""
+    token_endpoint: ClassVar[str] = ""
+    revocation_endpoint: ClassVar[str] = ""
+    issuer: ClassVar[str] = ""
+    default_scope: ClassVar[str] = ""
+    token_auth_method: ClassVar[str] = "client_secret_basic"
+    use_pkce: ClassVar[bool] = True
+
+    #: How scopes are joined in the authorization request (RFC 6749 §3.3: a space).
+    scope_separator: ClassVar[str] = " "
+    #: Always added to the authorization request, before the client's own extras.
+    extra_authorize_params: ClassVar[dict[str, str]] = {}
+    #: Always added to token requests, before the client's own extras.
+    extra_token_params: ClassVar[dict[str, str]] = {}
+
+    def authorization_params(
+        self, client: OAuth2Client, params: dict[str, str]
+    ) -> dict[str, str]:
+        """Last look at the authorization request's query parameters."""
+        return params
+
+    def prepare_token_request(self, client: OAuth2Client, request: TokenRequest) -> TokenRequest:
+        """Last look at the code-exchange request before it is sent."""
+        return request
+
+    def prepare_refresh_request(
+        self, client: OAuth2Client, request: TokenRequest
+    ) -> TokenRequest:
+        """Last look at the refresh request before it is sent (defaults to the above)."""
+        return self.prepare_token_request(client, request)
+
+    def parse_token_response(
+        self, client: OAuth2Client, response: requests.Response
+    ) -> dict[str, Any] | None:
+        """The token endpoint's answer as a dict, or None when it is not one.
+
+        RFC 6749 §5.1 says JSON; some providers answer form-encoded (GitHub without
+        ``Accept: application/json``), so both are read.
+        """
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        text = response.text.strip()
+        if content_type.endswith("json") or text.startswith("{"):
+            try:
+                body = response.json()
+            except ValueError:
+                return None
+            return body if isinstance(body, dict) else None
+        if content_type in {"application/x-www-form-urlencoded", "text/plain"} and "=" in text:
+            pairs = parse_qsl(text, keep_blank_values=True)
+            return dict(pairs) if pairs else None
+        return None
+
+    def parse_refresh_response(
+        self, client: OAuth2Client, response: requests.Response
+    ) -> dict[str, Any] | None:
+        return self.parse_token_response(client, response)
+
+    def initial_values(self) -> dict[str, Any]:
+        """Field values the admin pre-fills when an operator picks this provider."""
+        return {
+            "authorization_endpoint": self.authorization_endpoint,
+            "token_endpoint": self.token_endpoint,
+            "revocation_endpoint": self.revocation_endpoint,
+            "issuer": self.issuer,
+            "scope": self.default_scope,
+            "token_auth_method": self.token_auth_method,
+            "use_pkce": self.use_pkce,
+        }

@@ -1,0 +1,74 @@
+"""Shared fixtures: a registered client, an operator allowed to authorize it, a token."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.utils import timezone
+
+from oauth2_integrator.models import OAuth2Client, OAuth2Token
+
+AUTHORIZE_URL = "https://auth.example.test/oauth/authorize"
+TOKEN_URL = "https://auth.example.test/oauth/token"
+CLIENT_SECRET = "s3cr3t-client-secret-value-0123456789"
+
+
+@pytest.fixture
+def make_client(db: Any) -> Callable[..., OAuth2Client]:
+    def make(**fields: Any) -> OAuth2Client:
+        values: dict[str, Any] = {
+            "name": "acme",
+            "display_name": "Acme API",
+            "client_id": "acme-client-id",
+            "client_secret": CLIENT_SECRET,
+            "authorization_endpoint": AUTHORIZE_URL,
+            "token_endpoint": TOKEN_URL,
+            "scope": "read write",
+        }
+        values.update(fields)
+        return OAuth2Client.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def oauth_client(make_client: Callable[..., OAuth2Client]) -> OAuth2Client:
+    return make_client()
+
+
+@pytest.fixture
+def make_token(db: Any) -> Callable[..., OAuth2Token]:
+    def make(client: OAuth2Client, **fields: Any) -> OAuth2Token:
+        values: dict[str, Any] = {
+            "access_token": "stored-access-token-AAAA-1111-BBBB",
+            "refresh_token": "stored-refresh-token-CCCC-2222-DDDD",
+            "expires_at": timezone.now() + datetime.timedelta(hours=1),
+            "scope": client.scope,
+        }
+        values.update(fields)
+        return OAuth2Token.objects.create(client=client, **values)
+
+    return make
+
+
+@pytest.fixture
+def operator(db: Any) -> User:
+    """A staff user who may view and change clients and start logins."""
+    user = User.objects.create_user("operator", password="operator-pass", is_staff=True)
+    codenames = ["authorize", "view_oauth2client", "change_oauth2client", "add_oauth2client"]
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="oauth2_integrator", codename__in=codenames)
+    )
+    return user
+
+
+@pytest.fixture
+def operator_client(operator: User) -> Client:
+    browser = Client()
+    browser.force_login(operator)
+    return browser
