@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import pytest
+
+from oauth2_integrator import AuthorizationRequired, get_access_token
+from oauth2_integrator.models import TokenStatus
+from oauth2_integrator.testutils import connect_client
+
+
+@pytest.mark.django_db
+def test_connect_client_makes_get_access_token_work_without_a_provider():
+    connect_client("crm", access_token="fake-crm-token")
+    assert get_access_token("crm") == "fake-crm-token"
+
+
+@pytest.mark.django_db
+def test_connect_client_again_replaces_the_token_and_reactivates_it():
+    token = connect_client("crm", access_token="first")
+    token.status = TokenStatus.REAUTHORIZATION_REQUIRED
+    token.save()
+    with pytest.raises(AuthorizationRequired):
+        get_access_token("crm")
+    connect_client("crm", access_token="second")
+    assert get_access_token("crm") == "second"
