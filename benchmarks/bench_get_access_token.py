@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("TEST_DATABASE_URL", "sqlite:///:memory:")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -41,7 +41,11 @@ def main() -> None:
     get_access_token("bench")  # warm up
 
     def bare_read() -> None:
-        list(OAuth2Token.objects.filter(client__name="bench").values_list("pk", "expires_at"))
+        list(
+            OAuth2Token.objects.filter(client__name="bench").values_list(
+                "pk", "expires_at"
+            )
+        )
 
     orm = per_call(bare_read, calls)
     ours = per_call(lambda: get_access_token("bench"), calls)

@@ -12,7 +12,9 @@ from .crypto import parse_keys
 
 
 @checks.register(checks.Tags.security)
-def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_encryption_keys(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     try:
         parse_keys(app_settings.ENCRYPTION_KEYS)
     except ImproperlyConfigured as exc:

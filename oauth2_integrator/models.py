@@ -25,7 +25,9 @@ def provider_choices() -> list[tuple[str, str]]:
 def validate_params(value: Any) -> None:
     """Extra request parameters must be a flat JSON object of strings."""
     if not isinstance(value, dict):
-        raise ValidationError(_('Enter a JSON object, e.g. {"access_type": "offline"}.'))
+        raise ValidationError(
+            _('Enter a JSON object, e.g. {"access_type": "offline"}.')
+        )
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
             raise ValidationError(
@@ -38,7 +40,10 @@ class TokenAuthMethod(models.TextChoices):
     """How the client authenticates at the token endpoint (RFC 6749 §2.3.1)."""
 
     CLIENT_SECRET_BASIC = "client_secret_basic", _("HTTP Basic (client_secret_basic)")
-    CLIENT_SECRET_POST = "client_secret_post", _("In the request body (client_secret_post)")
+    CLIENT_SECRET_POST = (
+        "client_secret_post",
+        _("In the request body (client_secret_post)"),
+    )
     NONE = "none", _("None: public client")
 
 
@@ -54,7 +59,9 @@ class OAuth2Client(models.Model):
         max_length=50,
         choices=provider_choices,
         default="generic",
-        help_text=_("Provider profile: fills endpoints and handles the provider's quirks."),
+        help_text=_(
+            "Provider profile: fills endpoints and handles the provider's quirks."
+        ),
     )
     client_id = models.CharField(max_length=500)
     client_secret = EncryptedTextField(blank=True)
@@ -71,7 +78,9 @@ class OAuth2Client(models.Model):
         blank=True,
         help_text=_("Leave blank to use this site's callback URL for the client."),
     )
-    scope = models.TextField(blank=True, help_text=_("Space-separated scopes to request."))
+    scope = models.TextField(
+        blank=True, help_text=_("Space-separated scopes to request.")
+    )
     token_auth_method = models.CharField(
         max_length=32,
         choices=TokenAuthMethod.choices,
@@ -83,7 +92,9 @@ class OAuth2Client(models.Model):
     extra_authorize_params = models.JSONField(
         default=dict, blank=True, validators=[validate_params]
     )
-    extra_token_params = models.JSONField(default=dict, blank=True, validators=[validate_params])
+    extra_token_params = models.JSONField(
+        default=dict, blank=True, validators=[validate_params]
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -122,7 +133,9 @@ class OAuth2Token(models.Model):
     several accounts per client later, without a rewrite.
     """
 
-    client = models.ForeignKey(OAuth2Client, on_delete=models.CASCADE, related_name="tokens")
+    client = models.ForeignKey(
+        OAuth2Client, on_delete=models.CASCADE, related_name="tokens"
+    )
     account = models.CharField(max_length=200, blank=True, default="")
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField(blank=True)
@@ -133,17 +146,23 @@ class OAuth2Token(models.Model):
     )
     obtained_at = models.DateTimeField(default=timezone.now)
     refreshed_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=32, choices=TokenStatus.choices, default=TokenStatus.ACTIVE)
+    status = models.CharField(
+        max_length=32, choices=TokenStatus.choices, default=TokenStatus.ACTIVE
+    )
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    extra = EncryptedJSONField(help_text=_("The rest of the token response (id_token, extras)."))
+    extra = EncryptedJSONField(
+        help_text=_("The rest of the token response (id_token, extras).")
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("OAuth2 token")
         verbose_name_plural = _("OAuth2 tokens")
         constraints = [
-            models.UniqueConstraint(fields=["client", "account"], name="oauth2_token_one_per_account")
+            models.UniqueConstraint(
+                fields=["client", "account"], name="oauth2_token_one_per_account"
+            )
         ]
 
     def __str__(self) -> str:
@@ -155,7 +174,9 @@ class OAuth2Token(models.Model):
     def client_id_label(self) -> str:
         return self.client.name if self.client_id else "?"
 
-    def expires_within(self, seconds: float, *, now: datetime.datetime | None = None) -> bool:
+    def expires_within(
+        self, seconds: float, *, now: datetime.datetime | None = None
+    ) -> bool:
         if self.expires_at is None:
             return False
         now = now or timezone.now()
@@ -201,4 +222,6 @@ class AuthorizationRequest(models.Model):
 
     @property
     def expires_at(self) -> datetime.datetime:
-        return self.created_at + datetime.timedelta(seconds=app_settings.AUTHORIZATION_REQUEST_TTL)
+        return self.created_at + datetime.timedelta(
+            seconds=app_settings.AUTHORIZATION_REQUEST_TTL
+        )

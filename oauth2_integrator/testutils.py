@@ -1,10 +1,10 @@
 """Helpers for host projects' own tests: a connected client without a provider.
 
-    from oauth2_integrator.testutils import connect_client
+from oauth2_integrator.testutils import connect_client
 
-    def test_sync(db):
-        connect_client("crm", access_token="test-token")
-        assert my_code_that_calls_get_access_token() == ...
+def test_sync(db):
+    connect_client("crm", access_token="test-token")
+    assert my_code_that_calls_get_access_token() == ...
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .models import OAuth2Client, OAuth2Token, TokenStatus
 def connect_client(
     name: str,
     *,
-    access_token: str = "test-access-token",
+    access_token: str = "test-access-token",  # noqa: S107
     refresh_token: str = "",
     expires_in: int | None = 3600,
     **client_fields: Any,

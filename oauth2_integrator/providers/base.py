@@ -29,7 +29,7 @@ class ProviderProfile:
     revocation_endpoint: ClassVar[str] = ""
     issuer: ClassVar[str] = ""
     default_scope: ClassVar[str] = ""
-    token_auth_method: ClassVar[str] = "client_secret_basic"
+    token_auth_method: ClassVar[str] = "client_secret_basic"  # noqa: S105
     use_pkce: ClassVar[bool] = True
 
     #: How scopes are joined in the authorization request (RFC 6749 §3.3: a space).
@@ -45,7 +45,9 @@ class ProviderProfile:
         """Last look at the authorization request's query parameters."""
         return params
 
-    def prepare_token_request(self, client: OAuth2Client, request: TokenRequest) -> TokenRequest:
+    def prepare_token_request(
+        self, client: OAuth2Client, request: TokenRequest
+    ) -> TokenRequest:
         """Last look at the code-exchange request before it is sent."""
         return request
 
@@ -63,7 +65,9 @@ class ProviderProfile:
         RFC 6749 §5.1 says JSON; some providers answer form-encoded (GitHub without
         ``Accept: application/json``), so both are read.
         """
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        content_type = (
+            response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        )
         text = response.text.strip()
         if content_type.endswith("json") or text.startswith("{"):
             try:
@@ -71,7 +75,10 @@ class ProviderProfile:
             except ValueError:
                 return None
             return body if isinstance(body, dict) else None
-        if content_type in {"application/x-www-form-urlencoded", "text/plain"} and "=" in text:
+        if (
+            content_type in {"application/x-www-form-urlencoded", "text/plain"}
+            and "=" in text
+        ):
             pairs = parse_qsl(text, keep_blank_values=True)
             return dict(pairs) if pairs else None
         return None

@@ -31,4 +31,6 @@ def get(key: str) -> ProviderProfile:
 
 
 def choices() -> list[tuple[str, str]]:
-    return sorted(((key, cls.name or key) for key, cls in _profiles.items()), key=lambda c: c[1])
+    return sorted(
+        ((key, cls.name or key) for key, cls in _profiles.items()), key=lambda c: c[1]
+    )
