@@ -1,0 +1,296 @@
+"""The operator's console: register clients, authorize them, watch and refresh tokens.
+
+Secrets stay write-only here: the client secret is typed, never shown back, and
+tokens appear only masked (``masking.mask``: at most the first and last four
+characters). Pending logins (``AuthorizationRequest``) are deliberately not
+registered: they hold nothing an operator should edit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.db import models
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from . import providers
+from .exceptions import ConfigurationError, OAuth2IntegratorError
+from .forms import OAuth2ClientAdminForm
+from .masking import mask
+from .models import OAuth2Client, OAuth2Token
+from .status import describe, token_queryset
+from .tokens import refresh_access_token
+from .views import can_authorize
+
+logger = logging.getLogger("oauth2_integrator")
+
+if TYPE_CHECKING:
+    ClientAdminBase = admin.ModelAdmin[OAuth2Client]
+else:  # ModelAdmin is generic only in django-stubs, not at run time.
+    ClientAdminBase = admin.ModelAdmin
+
+#: Attribute the prefetch stores a client's tokens in (one query for a whole page).
+_TOKENS_ATTR = "admin_current_tokens"
+
+
+def current_token(client: OAuth2Client) -> OAuth2Token | None:
+    """The client's token, from the admin's prefetch when there is one."""
+    prefetched = getattr(client, _TOKENS_ATTR, None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return client.current_token()
+
+
+def when(moment: datetime.datetime, *, now: datetime.datetime | None = None) -> str:
+    """A time as the admin formats it, with how far away it is."""
+    now = now or timezone.now()
+    shown = formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+    if moment > now:
+        relative = _("in %(time)s") % {"time": timeuntil(moment, now)}
+    else:
+        relative = _("%(time)s ago") % {"time": timesince(moment, now)}
+    return f"{shown} ({relative})"
+
+
+@admin.register(OAuth2Client)
+class OAuth2ClientAdmin(ClientAdminBase):
+    form = OAuth2ClientAdminForm
+    list_display = ("name", "display_name", "provider", "status", "enabled")
+    list_display_links = ("name", "display_name")
+    list_filter = ("provider", "enabled")
+    search_fields = ("name", "display_name")
+    actions = ["refresh_now"]
+    # Endpoints are https in practice; also Django 6's default for scheme-less input.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    readonly_fields = (
+        "token_status",
+        "token_access_token",
+        "token_refresh_token",
+        "token_type",
+        "token_scope",
+        "token_expires_at",
+        "token_obtained_at",
+        "token_refreshed_at",
+        "token_last_error",
+    )
+
+    _main = (None, {"fields": ("name", "display_name", "provider", "enabled")})
+    _endpoints = (
+        gettext_lazy("Endpoints"),
+        {
+            "fields": (
+                "authorization_endpoint",
+                "token_endpoint",
+                "revocation_endpoint",
+                "issuer",
+                "redirect_uri",
+            )
+        },
+    )
+    _advanced = (
+        gettext_lazy("Extra request parameters"),
+        {
+            "classes": ("collapse",),
+            "fields": ("extra_authorize_params", "extra_token_params"),
+        },
+    )
+    _token = (
+        gettext_lazy("Token (read-only)"),
+        {"fields": readonly_fields},
+    )
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: OAuth2Client | None = None
+    ) -> Any:
+        credentials: tuple[str, ...] = ("client_id", "client_secret")
+        if obj is not None:
+            credentials += ("clear_client_secret",)
+        credentials += ("token_auth_method", "use_pkce", "scope")
+        fieldsets = [
+            self._main,
+            (gettext_lazy("Credentials"), {"fields": credentials}),
+            self._endpoints,
+            self._advanced,
+        ]
+        if obj is not None:
+            fieldsets.append(self._token)
+        return fieldsets
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OAuth2Client]:
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "tokens",
+                    # Secrets stay encrypted in the list; the change page loads them.
+                    queryset=token_queryset(),
+                    to_attr=_TOKENS_ATTR,
+                )
+            )
+        )
+
+    # ------------------------------------------------------------------ list
+
+    @admin.display(description=gettext_lazy("Status"))
+    def status(self, obj: OAuth2Client) -> str:
+        return describe(obj, token=current_token(obj))
+
+    # ------------------------------------------------------- token, read-only
+
+    @admin.display(description=gettext_lazy("Status"))
+    def token_status(self, obj: OAuth2Client) -> str:
+        return describe(obj, token=current_token(obj))
+
+    @admin.display(description=gettext_lazy("Access token"))
+    def token_access_token(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        return mask(token.access_token) if token else _("none")
+
+    @admin.display(description=gettext_lazy("Refresh token"))
+    def token_refresh_token(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        return (mask(token.refresh_token) if token else "") or _("none")
+
+    @admin.display(description=gettext_lazy("Token type"))
+    def token_type(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        return token.token_type if token else ""
+
+    @admin.display(description=gettext_lazy("Granted scope"))
+    def token_scope(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        return token.scope if token else ""
+
+    @admin.display(description=gettext_lazy("Expires at"))
+    def token_expires_at(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        if token is None:
+            return ""
+        if token.expires_at is None:
+            return _("no expiry given by the provider")
+        return when(token.expires_at)
+
+    @admin.display(description=gettext_lazy("Obtained at"))
+    def token_obtained_at(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        return when(token.obtained_at) if token else ""
+
+    @admin.display(description=gettext_lazy("Refreshed at"))
+    def token_refreshed_at(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        if token is None:
+            return ""
+        return when(token.refreshed_at) if token.refreshed_at else _("not yet")
+
+    @admin.display(description=gettext_lazy("Last error"))
+    def token_last_error(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        if token is None or not token.last_error:
+            return ""
+        if token.last_error_at is None:
+            return token.last_error
+        return f"{token.last_error} ({when(token.last_error_at)})"
+
+    # ------------------------------------------------- add form pre-filling
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """``?provider=<key>`` on the add URL pre-fills the profile's endpoints.
+
+        Other query parameters still win, as in Django's own pre-filling.
+        """
+        initial = super().get_changeform_initial_data(request)
+        key = request.GET.get("provider")
+        if not key:
+            return initial
+        try:
+            profile = providers.get(key)
+        except ConfigurationError as exc:
+            messages.warning(request, str(exc))
+            initial.pop("provider", None)
+            return initial
+        return {**profile.initial_values(), **initial}
+
+    # ------------------------------------------------- the Authorize button
+
+    def has_authorize_permission(self, request: HttpRequest) -> bool:
+        """Checked by Django for actions declared with ``permissions=["authorize"]``."""
+        return can_authorize(request)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.enabled and can_authorize(request):
+            token = current_token(obj)
+            context["oauth2_authorize"] = {
+                "url": reverse("oauth2_integrator:login", args=[obj.name]),
+                "next": reverse(
+                    f"{self.admin_site.name}:oauth2_integrator_oauth2client_change",
+                    args=[quote(obj.pk)],
+                ),
+                "label": _("Re-authorize") if token is not None else _("Authorize"),
+            }
+        return super().change_view(request, object_id, form_url, context)
+
+    # ------------------------------------------------------ Refresh now
+
+    @admin.action(
+        permissions=["authorize"],
+        description=gettext_lazy("Refresh the access token now"),
+    )
+    def refresh_now(
+        self, request: HttpRequest, queryset: QuerySet[OAuth2Client]
+    ) -> None:
+        """Refresh each selected client; a failure is a message and a history entry.
+
+        ``refresh_access_token`` keeps the stored token on every failure (and marks
+        it for re-authorization on ``invalid_grant``), so nothing is lost here.
+        """
+        refreshed: list[str] = []
+        for client in queryset.order_by("name"):
+            try:
+                refresh_access_token(client.name)
+            except OAuth2IntegratorError as exc:
+                reason = str(exc)
+            except Exception as exc:  # never a 500 for an operator's button
+                logger.exception(
+                    "Refreshing OAuth2 client %r failed unexpectedly.", client.name
+                )
+                reason = _(
+                    "an unexpected %(kind)s happened; the server log has the details. "
+                    "The stored token was not changed."
+                ) % {"kind": type(exc).__name__}
+            else:
+                refreshed.append(client.label)
+                self.log_change(request, client, _("Refreshed the access token"))
+                continue
+            self.log_change(
+                request, client, _("Refresh failed: %(reason)s") % {"reason": reason}
+            )
+            messages.error(
+                request,
+                _("Could not refresh %(client)s: %(reason)s")
+                % {"client": client.label, "reason": reason},
+            )
+        if refreshed:
+            messages.success(
+                request,
+                _("Refreshed the access token of %(clients)s.")
+                % {"clients": ", ".join(refreshed)},
+            )

@@ -1,0 +1,165 @@
+"""Re-encrypting every stored secret with the first key of ENCRYPTION_KEYS.
+
+Rotation is: put a new key first in ``ENCRYPTION_KEYS`` (keeping the old one
+after it), run ``manage.py oauth2_rotate_keys``, then drop the old key. Until
+every value has been rewritten the old key cannot go, so this reports what it did
+per model and field and names every value it could not open instead of stopping.
+
+Values are read from the raw column (cast to plain text, so the encrypted field's
+``from_db_value`` never runs): a value no key opens must not abort the batch, and
+a value already under the first key is left as it is, which makes a second run a
+no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from django.apps import apps
+from django.db import models, transaction
+from django.db.models.functions import Cast
+
+from . import crypto
+from .conf import app_settings
+from .exceptions import ConfigurationError
+from .fields import EncryptedTextField
+
+__all__ = ["DEFAULT_BATCH_SIZE", "FieldReport", "RotationReport", "rotate_keys"]
+
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass
+class FieldReport:
+    """Counts for one encrypted field of one model."""
+
+    model: str
+    field: str
+    reencrypted: int = 0
+    current: int = 0
+    #: Empty strings and NULLs hold no ciphertext and need no key.
+    empty: int = 0
+    #: Primary keys of the rows whose value no configured key can decrypt.
+    undecryptable: list[object] = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}.{self.field}"
+
+
+@dataclass
+class RotationReport:
+    fields: list[FieldReport] = dataclasses.field(default_factory=list)
+
+    @property
+    def reencrypted(self) -> int:
+        return sum(report.reencrypted for report in self.fields)
+
+    @property
+    def current(self) -> int:
+        return sum(report.current for report in self.fields)
+
+    @property
+    def undecryptable(self) -> list[tuple[str, object, str]]:
+        """(model, pk, field) of every value left as it was because no key opens it."""
+        return [
+            (report.model, pk, report.field)
+            for report in self.fields
+            for pk in report.undecryptable
+        ]
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], list[EncryptedTextField]]]:
+    """Every model of this app with its encrypted fields, found rather than listed,
+    so a field added later is rotated too."""
+    found = []
+    for model in apps.get_app_config("oauth2_integrator").get_models():
+        fields = [
+            f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)
+        ]
+        if fields:
+            found.append((model, fields))
+    return found
+
+
+def rotate_keys(*, batch_size: int = DEFAULT_BATCH_SIZE) -> RotationReport:
+    """Rewrite every value not yet under the first key, ``batch_size`` rows per
+    transaction; the rows of a batch are locked so a concurrent refresh cannot
+    write a token between the read and the rewrite and have it overwritten."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    # Fail early, with the setting's own message, when the keys are unusable.
+    crypto.parse_keys(app_settings.ENCRYPTION_KEYS)
+    report = RotationReport()
+    for model, fields in encrypted_fields():
+        reports = {f.name: FieldReport(model._meta.label, f.name) for f in fields}
+        report.fields.extend(reports.values())
+        _rotate_model(model, fields, reports, batch_size)
+    return report
+
+
+def _rotate_model(
+    model: type[models.Model],
+    fields: list[EncryptedTextField],
+    reports: dict[str, FieldReport],
+    batch_size: int,
+) -> None:
+    raw_names = {f.name: f"_raw_{f.name}" for f in fields}
+    # Cast to a plain TextField: its converters are the plain field's, so the
+    # encrypted field's from_db_value (which decrypts, and raises) never runs.
+    raw_columns = {
+        raw_names[f.name]: Cast(f.name, output_field=models.TextField()) for f in fields
+    }
+    manager = model._default_manager
+    last_pk: object = None
+    while True:
+        with transaction.atomic(using=manager.db):
+            queryset = manager.select_for_update().order_by("pk")
+            if last_pk is not None:
+                queryset = queryset.filter(pk__gt=last_pk)
+            rows = list(
+                queryset.annotate(**raw_columns).values("pk", *raw_columns)[:batch_size]
+            )
+            for row in rows:
+                updates = {}
+                for f in fields:
+                    value = _rotated(f, row[raw_names[f.name]], row["pk"], reports)
+                    if value is not _UNCHANGED:
+                        updates[f.name] = value
+                if updates:
+                    # Assigning the plain value through the field encrypts it with
+                    # the first key. update() leaves auto_now timestamps alone:
+                    # rotation is not an edit.
+                    manager.filter(pk=row["pk"]).update(**updates)
+        if len(rows) < batch_size:
+            return
+        last_pk = rows[-1]["pk"]
+
+
+_UNCHANGED = object()
+
+
+def _rotated(
+    model_field: EncryptedTextField,
+    raw: str | None,
+    pk: object,
+    reports: dict[str, FieldReport],
+) -> object:
+    """The plain value to write back, or ``_UNCHANGED``."""
+    report = reports[model_field.name]
+    if raw is None or raw == "":
+        report.empty += 1
+        return _UNCHANGED
+    if crypto.is_current(raw):
+        report.current += 1
+        return _UNCHANGED
+    try:
+        value = model_field.decode(crypto.decrypt(raw))
+    except (ConfigurationError, ValueError):
+        # No key opens it (or it opens to something the field cannot read):
+        # leave the stored bytes alone so nothing is lost, and report it.
+        report.undecryptable.append(pk)
+        return _UNCHANGED
+    report.reencrypted += 1
+    return value
