@@ -52,7 +52,9 @@ def admin_url(client: OAuth2Client) -> str:
         return "/"
 
 
-def safe_return_url(request: HttpRequest, candidate: str | None, client: OAuth2Client) -> str:
+def safe_return_url(
+    request: HttpRequest, candidate: str | None, client: OAuth2Client
+) -> str:
     """Only same-site return URLs are honoured (no open redirect)."""
     if candidate and url_has_allowed_host_and_scheme(
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -65,7 +67,9 @@ def redirect_uri_for(request: HttpRequest, client: OAuth2Client) -> str:
     """The client's override, or this site's absolute callback URL (Django's host rules)."""
     if client.redirect_uri:
         return client.redirect_uri
-    return request.build_absolute_uri(reverse("oauth2_integrator:callback", args=[client.name]))
+    return request.build_absolute_uri(
+        reverse("oauth2_integrator:callback", args=[client.name])
+    )
 
 
 def purge_stale_requests() -> int:
@@ -73,7 +77,9 @@ def purge_stale_requests() -> int:
     return deleted
 
 
-def begin(request: HttpRequest, client: OAuth2Client, *, return_url: str | None = None) -> str:
+def begin(
+    request: HttpRequest, client: OAuth2Client, *, return_url: str | None = None
+) -> str:
     """Record a pending login and return the authorization endpoint URL to redirect to."""
     purge_stale_requests()
     state = flow.new_state()
@@ -92,7 +98,11 @@ def begin(request: HttpRequest, client: OAuth2Client, *, return_url: str | None 
     )
     logger.info("Starting authorization of OAuth2 client %r.", client.name)
     return flow.authorization_url(
-        client, redirect_uri=redirect_uri, state=state, code_verifier=verifier or None, nonce=nonce
+        client,
+        redirect_uri=redirect_uri,
+        state=state,
+        code_verifier=verifier or None,
+        nonce=nonce,
     )
 
 
@@ -168,7 +178,9 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             )
         if description:
             message += f" The provider said: {description}"
-        raise CallbackError(message, client=client.name, error=error, description=description)
+        raise CallbackError(
+            message, client=client.name, error=error, description=description
+        )
 
     iss = params.get("iss")
     if client.issuer and iss is not None and iss != client.issuer:

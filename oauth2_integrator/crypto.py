@@ -23,7 +23,9 @@ GENERATE_KEY_HINT = (
 def parse_keys(raw: object) -> list[Fernet]:
     """Turn the ENCRYPTION_KEYS setting into Fernet objects, or say what is wrong."""
     if isinstance(raw, str | bytes):
-        raw = [raw]
+        # A blank string (an unset environment variable) means "no key", not a
+        # malformed one: the message should say what to add.
+        raw = [raw] if raw.strip() else []
     if not isinstance(raw, list | tuple) or not raw:
         raise ConfigurationError(
             "OAUTH2_INTEGRATOR['ENCRYPTION_KEYS'] is empty: tokens and client secrets "

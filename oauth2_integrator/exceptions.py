@@ -58,6 +58,8 @@ class TokenRefreshError(OAuth2IntegratorError):
 class CallbackError(OAuth2IntegratorError, ValueError):
     """The redirect back from the provider cannot complete a login."""
 
-    def __init__(self, message: str, *, http_status: int = 400, **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, http_status: int = 400, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.http_status = http_status

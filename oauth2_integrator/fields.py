@@ -14,7 +14,7 @@ from django.db import models
 from . import crypto
 
 
-class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
+class EncryptedTextField(models.TextField):
     """A secret string (token, client secret, PKCE verifier)."""
 
     description = "Text encrypted at rest"
@@ -45,6 +45,9 @@ class EncryptedJSONField(EncryptedTextField):
     """A JSON document (the rest of a token response) encrypted as one blob."""
 
     description = "JSON encrypted at rest"
+    # Tell django-stubs that instances hold JSON values, not strings.
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("default", dict)

@@ -28,6 +28,9 @@ logger = logging.getLogger("oauth2_integrator")
 #: Token responses keep these; everything else goes to ``TokenSet.extra``.
 STANDARD_FIELDS = {"access_token", "token_type", "refresh_token", "expires_in", "scope"}
 
+#: Longer lifetimes (100 years) are read as "not said" rather than stored.
+MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
+
 
 # --- state, PKCE, nonce -------------------------------------------------------------
 
@@ -68,6 +71,26 @@ def _stringify(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _without_protocol_params(
+    client: OAuth2Client, extras: dict[str, str], protocol: dict[str, str]
+) -> dict[str, str]:
+    """Extra parameters add to a request; they never replace the protocol's own.
+
+    A client's ``extra_*_params`` are typed by an operator: an entry named ``state``,
+    ``redirect_uri``, ``code_challenge`` or ``code`` would silently break the login
+    or send the code elsewhere, so such entries are dropped (and named in the log).
+    """
+    clashes = sorted(set(extras) & set(protocol))
+    if clashes:
+        logger.warning(
+            "OAuth2 client %r: ignoring extra parameter(s) %s, which the protocol "
+            "sets itself.",
+            client.name,
+            ", ".join(clashes),
+        )
+    return {key: value for key, value in extras.items() if key not in protocol}
+
+
 def authorization_url(
     client: OAuth2Client,
     *,
@@ -94,12 +117,19 @@ def authorization_url(
         params["code_challenge_method"] = "S256"
     if nonce and "openid" in client.scopes:
         params["nonce"] = nonce
-    params.update(_stringify(profile.extra_authorize_params))
-    params.update(_stringify(client.extra_authorize_params or {}))
+    extras = {
+        **_stringify(profile.extra_authorize_params),
+        **_stringify(client.extra_authorize_params or {}),
+    }
+    params.update(_without_protocol_params(client, extras, params))
     params = profile.authorization_params(client, params)
 
     parts = urlsplit(client.authorization_endpoint)
-    existing = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    existing = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in params
+    ]
     query = urlencode([*existing, *params.items()])
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
@@ -117,8 +147,10 @@ class TokenRequest:
     auth: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
-        shown = {k: (mask(v) if k not in {"grant_type", "redirect_uri", "scope"} else v)
-                 for k, v in self.data.items()}
+        shown = {
+            k: (mask(v) if k not in {"grant_type", "redirect_uri", "scope"} else v)
+            for k, v in self.data.items()
+        }
         return f"TokenRequest(url={self.url!r}, data={shown!r})"
 
 
@@ -127,7 +159,7 @@ class TokenSet:
     """A successful token response (RFC 6749 §5.1)."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105
     refresh_token: str | None = None
     expires_in: int | None = None
     scope: str | None = None
@@ -147,7 +179,10 @@ def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
     if method == "client_secret_basic":
         # §2.3.1: id and secret are form-urlencoded *before* Basic encoding, so a
         # secret with ":" or non-ASCII characters survives.
-        request.auth = (quote_plus(client.client_id), quote_plus(client.client_secret or ""))
+        request.auth = (
+            quote_plus(client.client_id),
+            quote_plus(client.client_secret or ""),
+        )
     elif method == "client_secret_post":
         request.data["client_id"] = client.client_id
         request.data["client_secret"] = client.client_secret or ""
@@ -158,11 +193,11 @@ def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
 
 def _base_request(client: OAuth2Client, data: dict[str, str]) -> TokenRequest:
     profile = providers.get(client.provider)
-    data = {
-        **data,
+    extras = {
         **_stringify(profile.extra_token_params),
         **_stringify(client.extra_token_params or {}),
     }
+    data = {**data, **_without_protocol_params(client, extras, data)}
     request = TokenRequest(
         url=client.token_endpoint,
         data=data,
@@ -174,7 +209,11 @@ def _base_request(client: OAuth2Client, data: dict[str, str]) -> TokenRequest:
 def code_exchange_request(
     client: OAuth2Client, *, code: str, redirect_uri: str, code_verifier: str | None
 ) -> TokenRequest:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+    }
     if code_verifier:
         data["code_verifier"] = code_verifier
     request = _base_request(client, data)
@@ -182,7 +221,9 @@ def code_exchange_request(
 
 
 def refresh_request(client: OAuth2Client, *, refresh_token: str) -> TokenRequest:
-    request = _base_request(client, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+    request = _base_request(
+        client, {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    )
     return providers.get(client.provider).prepare_refresh_request(client, request)
 
 
@@ -245,7 +286,9 @@ def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
         description = clean_words(body.get("error_description") or "", 300)
         detail = f": {description}" if description else ""
         exc_class = (
-            TransientTokenEndpointError if status >= 500 or status == 429 else TokenEndpointError
+            TransientTokenEndpointError
+            if status >= 500 or status == 429
+            else TokenEndpointError
         )
         raise exc_class(
             f"The token endpoint at {host} refused the request "
@@ -296,15 +339,16 @@ def parse_expires_in(value: Any) -> int | None:
 
     Numeric strings are accepted (several providers send them). Zero, negative or
     unreadable values mean "not said": treating them as "already expired" would
-    refresh on every call.
+    refresh on every call. So do absurdly large ones (some servers say "never" that
+    way): an expiry past the year 9999 cannot be stored and would fail the login.
     """
     if isinstance(value, bool) or value is None:
         return None
     try:
         seconds = int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return seconds if seconds > 0 else None
+    return seconds if 0 < seconds <= MAX_EXPIRES_IN else None
 
 
 def token_set_from(body: dict[str, Any]) -> TokenSet:

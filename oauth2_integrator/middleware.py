@@ -30,7 +30,9 @@ class AuthorizationRequiredMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponse | None:
         if not isinstance(exception, AuthorizationRequired) or not exception.client:
             return None
         name = exception.client
@@ -42,7 +44,9 @@ class AuthorizationRequiredMiddleware:
             return JsonResponse(
                 {
                     "authorization_required": name,
-                    "login_url": request.build_absolute_uri(login_url) if login_url else None,
+                    "login_url": request.build_absolute_uri(login_url)
+                    if login_url
+                    else None,
                     "detail": str(exception),
                 },
                 status=401,

@@ -52,7 +52,7 @@ class OAuth2Client(models.Model):
 
     name = models.SlugField(
         unique=True,
-        help_text=_('The key host code passes to get_access_token().'),
+        help_text=_("The key host code passes to get_access_token()."),
     )
     display_name = models.CharField(max_length=200, blank=True)
     provider = models.CharField(

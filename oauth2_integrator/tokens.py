@@ -123,7 +123,8 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
                 client=client.name,
             )
         refreshed_meanwhile = (
-            token.refreshed_at != seen.refreshed_at or token.obtained_at != seen.obtained_at
+            token.refreshed_at != seen.refreshed_at
+            or token.obtained_at != seen.obtained_at
         )
         if refreshed_meanwhile or (
             not force and not token.expires_within(app_settings.REFRESH_MARGIN)
@@ -170,12 +171,16 @@ def _record_failure(
             description=exc.description,
             status=exc.status,
         )
-    OAuth2Token.objects.filter(pk=token.pk).update(**{f: getattr(token, f) for f in fields})
+    OAuth2Token.objects.filter(pk=token.pk).update(
+        **{f: getattr(token, f) for f in fields}
+    )
     logger.warning("Refreshing OAuth2 client %r failed: %s", client.name, exc)
     return failure
 
 
-def _apply(token: OAuth2Token, token_set: flow.TokenSet, *, keep_refresh_token: bool) -> None:
+def _apply(
+    token: OAuth2Token, token_set: flow.TokenSet, *, keep_refresh_token: bool
+) -> None:
     now = timezone.now()
     token.access_token = token_set.access_token
     token.token_type = token_set.token_type
@@ -186,7 +191,9 @@ def _apply(token: OAuth2Token, token_set: flow.TokenSet, *, keep_refresh_token: 
     if token_set.scope is not None:
         token.scope = token_set.scope
     token.expires_at = (
-        now + datetime.timedelta(seconds=token_set.expires_in) if token_set.expires_in else None
+        now + datetime.timedelta(seconds=token_set.expires_in)
+        if token_set.expires_in
+        else None
     )
     token.extra = {**(token.extra or {}), **token_set.extra}
     token.status = TokenStatus.ACTIVE
@@ -204,7 +211,9 @@ def store_token_set(
     """
     with transaction.atomic():
         token = (
-            OAuth2Token.objects.select_for_update().filter(client=client, account=account).first()
+            OAuth2Token.objects.select_for_update()
+            .filter(client=client, account=account)
+            .first()
         )
         if token is None:
             token = OAuth2Token(client=client, account=account, scope=client.scope)

@@ -23,7 +23,9 @@ logger = logging.getLogger("oauth2_integrator")
 def can_authorize(request: HttpRequest) -> bool:
     user = request.user
     return bool(
-        user.is_authenticated and user.is_staff and user.has_perm(app_settings.AUTHORIZE_PERMISSION)
+        user.is_authenticated
+        and user.is_staff
+        and user.has_perm(app_settings.AUTHORIZE_PERMISSION)
     )
 
 
@@ -74,7 +76,10 @@ def login(request: HttpRequest, name: str) -> HttpResponse:
     client = OAuth2Client.objects.filter(name=name).first()
     if client is None:
         return _problem(
-            request, "Unknown client", f"There is no OAuth2 client named “{name}”.", status=404
+            request,
+            "Unknown client",
+            f"There is no OAuth2 client named “{name}”.",
+            status=404,
         )
     if not client.enabled:
         return _problem(
@@ -107,9 +112,13 @@ def callback(request: HttpRequest, name: str) -> HttpResponse:
         client, _token, return_url = authorization.complete(request, name)
     except CallbackError as exc:
         logger.warning("Authorization callback for %r failed: %s", name, exc)
-        client = OAuth2Client.objects.filter(name=exc.client or name).first()
+        known = OAuth2Client.objects.filter(name=exc.client or name).first()
         return _problem(
-            request, "Authorization failed", str(exc), status=exc.http_status, client=client
+            request,
+            "Authorization failed",
+            str(exc),
+            status=exc.http_status,
+            client=known,
         )
     messages.success(request, f"{client.label} is connected.")
     return HttpResponseRedirect(return_url)

@@ -60,9 +60,16 @@ def make_token(db: Any) -> Callable[..., OAuth2Token]:
 def operator(db: Any) -> User:
     """A staff user who may view and change clients and start logins."""
     user = User.objects.create_user("operator", password="operator-pass", is_staff=True)
-    codenames = ["authorize", "view_oauth2client", "change_oauth2client", "add_oauth2client"]
+    codenames = [
+        "authorize",
+        "view_oauth2client",
+        "change_oauth2client",
+        "add_oauth2client",
+    ]
     user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="oauth2_integrator", codename__in=codenames)
+        Permission.objects.filter(
+            content_type__app_label="oauth2_integrator", codename__in=codenames
+        )
     )
     return user
 
@@ -72,3 +79,44 @@ def operator_client(operator: User) -> Client:
     browser = Client()
     browser.force_login(operator)
     return browser
+
+
+# --- core protocol helpers (test_flow, test_callback, test_tokens, ...) ------------
+
+
+@pytest.fixture
+def token_endpoint() -> Any:
+    """A ``responses`` mock for the token endpoint; other URLs raise (no internet)."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def start_login() -> Callable[..., dict[str, str]]:
+    """POST the login form like the operator's browser and return the redirect's query.
+
+    The query (``state``, ``code_challenge``, ...) is what the provider would see; the
+    callback tests answer with its ``state``.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    def start(browser: Client, name: str = "acme", **form: str) -> dict[str, str]:
+        response = browser.post(f"/oauth2/{name}/login/", form)
+        assert response.status_code == 302, response.content
+        location = response["Location"]
+        query = dict(parse_qsl(urlsplit(location).query, keep_blank_values=True))
+        query["_location"] = location
+        return query
+
+    return start
+
+
+def token_fields(token: OAuth2Token) -> dict[str, Any]:
+    """All stored fields of a token, read afresh: proof a failure changed nothing."""
+    fresh = OAuth2Token.objects.get(pk=token.pk)
+    return {
+        field.attname: getattr(fresh, field.attname)
+        for field in OAuth2Token._meta.concrete_fields
+    }
