@@ -162,6 +162,13 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
         )
     pending = _claim(request, name, state)
     client = pending.client
+    if not client.enabled:
+        raise CallbackError(
+            f"{client.label} was disabled while this login was in progress, so its "
+            "answer was not used. Nothing was changed; enable the client and "
+            "authorize it again.",
+            client=client.name,
+        )
 
     error = params.get("error")
     if error:

@@ -22,11 +22,40 @@ def provider_choices() -> list[tuple[str, str]]:
     return registry.choices()
 
 
-def validate_params(value: Any) -> None:
-    """Extra request parameters must be a flat JSON object of strings."""
+#: Parameters the flow sets itself; an extra parameter may not replace them.
+AUTHORIZE_PROTOCOL_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+TOKEN_PROTOCOL_PARAMS = frozenset(
+    {
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+    }
+)
+
+
+def _validate_params(value: Any, reserved: frozenset[str]) -> None:
     if not isinstance(value, dict):
         raise ValidationError(
             _('Enter a JSON object, e.g. {"access_type": "offline"}.')
+        )
+    clashes = sorted(set(value) & reserved)
+    if clashes:
+        raise ValidationError(
+            _("%(names)s cannot be set here: the flow sets it itself."),
+            params={"names": ", ".join(clashes)},
         )
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
@@ -34,6 +63,16 @@ def validate_params(value: Any) -> None:
                 _("The value of %(key)s must be a string, number or boolean."),
                 params={"key": key},
             )
+
+
+def validate_authorize_params(value: Any) -> None:
+    """Extra authorization request parameters: a flat JSON object, no protocol names."""
+    _validate_params(value, AUTHORIZE_PROTOCOL_PARAMS)
+
+
+def validate_token_params(value: Any) -> None:
+    """Extra token request parameters: a flat JSON object, no protocol names."""
+    _validate_params(value, TOKEN_PROTOCOL_PARAMS)
 
 
 class TokenAuthMethod(models.TextChoices):
@@ -90,10 +129,10 @@ class OAuth2Client(models.Model):
         default=True, help_text=_("Send a PKCE S256 code challenge (RFC 7636).")
     )
     extra_authorize_params = models.JSONField(
-        default=dict, blank=True, validators=[validate_params]
+        default=dict, blank=True, validators=[validate_authorize_params]
     )
     extra_token_params = models.JSONField(
-        default=dict, blank=True, validators=[validate_params]
+        default=dict, blank=True, validators=[validate_token_params]
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,10 +8,12 @@ whole chain when one is replayed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+from typing import Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from . import flow
@@ -112,9 +114,23 @@ def refresh_access_token(name: str, *, account: str = "") -> str:
     return _refresh(client, token, force=True)
 
 
+def _refresh_lock() -> Any:
+    """The transaction that holds the row lock for the whole refresh.
+
+    On databases without row locks (SQLite) a transaction open across the HTTP call
+    would lock the whole file instead, and a provider sharing that file (the demo)
+    could not commit: there the refresh runs without one, and single-flight is not
+    guaranteed (SQLite is for development).
+    """
+    alias = router.db_for_write(OAuth2Token)
+    if connections[alias].features.has_select_for_update:
+        return transaction.atomic(using=alias)
+    return contextlib.nullcontext()
+
+
 def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
     failure: OAuth2IntegratorError
-    with transaction.atomic():
+    with _refresh_lock():
         token = OAuth2Token.objects.select_for_update().get(pk=seen.pk)
         if token.status != TokenStatus.ACTIVE:
             raise AuthorizationRequired(

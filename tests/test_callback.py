@@ -395,3 +395,13 @@ def test_never_expiring_token_from_the_provider(operator_client, login, token_en
     token_endpoint.post(TOKEN_URL, json={**NEW_TOKENS, "expires_in": 10**12})
     assert callback(operator_client, state=login["state"], code=CODE).status_code == 302
     assert OAuth2Token.objects.get().expires_at is None
+
+
+def test_client_disabled_while_the_login_was_in_progress(
+    oauth_client, operator_client, login, caplog, token_endpoint
+):
+    oauth_client.enabled = False
+    oauth_client.save()
+    response = callback(operator_client, state=login["state"], code=CODE)
+    assert_failed_cleanly(response, login, caplog, says="was disabled while this login")
+    assert not token_endpoint.calls
