@@ -221,6 +221,23 @@ class OAuth2Token(models.Model):
         now = now or timezone.now()
         return self.expires_at <= now + datetime.timedelta(seconds=seconds)
 
+    def needs_refresh(
+        self, margin: float, *, now: datetime.datetime | None = None
+    ) -> bool:
+        """True when the token expires within ``margin`` seconds.
+
+        The margin is capped at half the token's lifetime: with tokens that live five
+        minutes (Keycloak's default) and the default five-minute margin, every call
+        would otherwise refresh.
+        """
+        if self.expires_at is None:
+            return False
+        issued = self.refreshed_at or self.obtained_at
+        lifetime = (self.expires_at - issued).total_seconds()
+        if lifetime > 0:
+            margin = min(margin, lifetime / 2)
+        return self.expires_within(margin, now=now)
+
     @property
     def is_expired(self) -> bool:
         return self.expires_within(0)

@@ -41,30 +41,40 @@ def _client(name: str) -> OAuth2Client:
             "(OAuth2 clients) or with `manage.py oauth2_import_clients`.",
             client=name,
         ) from None
+    return client
+
+
+def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
+    """The client and its usable token, in one query on the hot path.
+
+    The client secret is left encrypted (deferred) until a refresh needs it.
+    """
+    token = (
+        OAuth2Token.objects.select_related("client")
+        .defer("client__client_secret")
+        .filter(client__name=name, account=account)
+        .first()
+    )
+    client = token.client if token else _client(name)
     if not client.enabled:
         raise AuthorizationRequired(
             f"OAuth2 client {name!r} is disabled. Enable it in the Django admin.",
             client=name,
         )
-    return client
-
-
-def _token(client: OAuth2Client, account: str) -> OAuth2Token:
-    token = OAuth2Token.objects.filter(client=client, account=account).first()
     if token is None:
         raise AuthorizationRequired(
-            f"OAuth2 client {client.name!r} is not authorized yet: an operator must press "
+            f"OAuth2 client {name!r} is not authorized yet: an operator must press "
             "Authorize on its page in the Django admin.",
-            client=client.name,
+            client=name,
         )
     if token.status != TokenStatus.ACTIVE:
         reason = f" ({token.last_error})" if token.last_error else ""
         raise AuthorizationRequired(
-            f"OAuth2 client {client.name!r} needs re-authorization{reason}: an operator "
+            f"OAuth2 client {name!r} needs re-authorization{reason}: an operator "
             "must press Re-authorize on its page in the Django admin.",
-            client=client.name,
+            client=name,
         )
-    return token
+    return client, token
 
 
 def get_access_token(name: str, *, account: str = "") -> str:
@@ -74,9 +84,8 @@ def get_access_token(name: str, *, account: str = "") -> str:
     ``TokenRefreshError`` when a needed refresh failed for a passing reason and the
     stored token has already expired.
     """
-    client = _client(name)
-    token = _token(client, account)
-    if not token.expires_within(app_settings.REFRESH_MARGIN):
+    client, token = _load(name, account)
+    if not token.needs_refresh(app_settings.REFRESH_MARGIN):
         return token.access_token
     if not token.refresh_token:
         if token.is_expired:
@@ -103,8 +112,7 @@ def get_access_token(name: str, *, account: str = "") -> str:
 
 def refresh_access_token(name: str, *, account: str = "") -> str:
     """Refresh now, whatever the expiry; returns the new access token."""
-    client = _client(name)
-    token = _token(client, account)
+    client, token = _load(name, account)
     if not token.refresh_token:
         raise AuthorizationRequired(
             f"OAuth2 client {name!r} has no refresh token (the provider did not issue one): "
@@ -143,10 +151,16 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
             or token.obtained_at != seen.obtained_at
         )
         if refreshed_meanwhile or (
-            not force and not token.expires_within(app_settings.REFRESH_MARGIN)
+            not force and not token.needs_refresh(app_settings.REFRESH_MARGIN)
         ):
             # Another process refreshed while this one waited for the lock.
             return token.access_token
+        if not token.refresh_token:
+            raise AuthorizationRequired(
+                f"OAuth2 client {client.name!r} has no refresh token any more: an "
+                "operator must re-authorize it in the Django admin.",
+                client=client.name,
+            )
         try:
             token_set = flow.refresh(client, refresh_token=token.refresh_token)
         except TokenEndpointError as exc:

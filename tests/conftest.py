@@ -44,10 +44,13 @@ def oauth_client(make_client: Callable[..., OAuth2Client]) -> OAuth2Client:
 @pytest.fixture
 def make_token(db: Any) -> Callable[..., OAuth2Token]:
     def make(client: OAuth2Client, **fields: Any) -> OAuth2Token:
+        """A token obtained a day ago: its lifetime never caps the refresh margin."""
+        now = timezone.now()
         values: dict[str, Any] = {
             "access_token": "stored-access-token-AAAA-1111-BBBB",
             "refresh_token": "stored-refresh-token-CCCC-2222-DDDD",
-            "expires_at": timezone.now() + datetime.timedelta(hours=1),
+            "obtained_at": now - datetime.timedelta(days=1),
+            "expires_at": now + datetime.timedelta(hours=1),
             "scope": client.scope,
         }
         values.update(fields)

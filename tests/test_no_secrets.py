@@ -6,6 +6,7 @@ every table is read with raw SQL and searched for each secret the run handled.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
+from django.utils import timezone
 
 from oauth2_integrator import (
     AuthorizationRequired,
@@ -79,7 +81,8 @@ def full_run(
     assert done.status_code == 302
     assert f"code_verifier={verifier}" in token_endpoint.calls[0].request.body
 
-    # Refresh (inside the margin) with rotation.
+    # Refresh (inside the margin: as if obtained an hour ago) with rotation.
+    OAuth2Token.objects.update(obtained_at=timezone.now() - datetime.timedelta(hours=1))
     token_endpoint.replace(
         "POST",
         TOKEN_URL,

@@ -367,3 +367,45 @@ def test_unknown_client_name(db):
     assert "oauth2_import_clients" in str(info.value)
     with pytest.raises(ConfigurationError):
         refresh_access_token("nobody")
+
+
+# --- short-lived tokens and the hot path ------------------------------------------
+
+
+def test_margin_is_capped_at_half_the_lifetime_of_short_lived_tokens(
+    oauth_client, make_token, token_endpoint
+):
+    """A 5-minute token (Keycloak's default) with the default 5-minute margin would
+    otherwise be refreshed on every call."""
+    now = timezone.now()
+    token = make_token(
+        oauth_client,
+        obtained_at=now - datetime.timedelta(seconds=10),
+        expires_at=now + datetime.timedelta(seconds=290),
+    )
+    assert get_access_token("acme") == OLD_ACCESS
+    assert not token_endpoint.calls
+
+    # Past half its life, it is refreshed.
+    token.obtained_at = now - datetime.timedelta(seconds=160)
+    token.expires_at = now + datetime.timedelta(seconds=140)
+    token.save()
+    token_endpoint.post(TOKEN_URL, json=REFRESHED)
+    assert get_access_token("acme") == REFRESHED["access_token"]
+    assert len(token_endpoint.calls) == 1
+
+
+def test_hot_path_is_one_query_and_leaves_the_client_secret_encrypted(
+    oauth_client, make_token, django_assert_num_queries, monkeypatch
+):
+    make_token(oauth_client)
+    decrypted: list[str] = []
+    from oauth2_integrator import crypto
+
+    real_decrypt = crypto.decrypt
+    monkeypatch.setattr(
+        crypto, "decrypt", lambda value: decrypted.append(value) or real_decrypt(value)
+    )
+    with django_assert_num_queries(1):
+        assert get_access_token("acme") == OLD_ACCESS
+    assert CLIENT_SECRET not in [real_decrypt(value) for value in decrypted]

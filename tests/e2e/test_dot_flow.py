@@ -236,8 +236,11 @@ def test_get_access_token_refreshes_a_token_about_to_expire(
     make_dot_client()
     connect()
     old = stored_token()
+    # As if it had been obtained an hour ago and had 30 seconds left.
+    now = timezone.now()
     OAuth2Token.objects.filter(pk=old.pk).update(
-        expires_at=timezone.now() + datetime.timedelta(seconds=30)
+        obtained_at=now - datetime.timedelta(seconds=3570),
+        expires_at=now + datetime.timedelta(seconds=30),
     )
 
     fresh = get_access_token(CLIENT_NAME)
