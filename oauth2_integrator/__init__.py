@@ -23,6 +23,7 @@ __all__ = [
     "AuthorizationRequired",
     "CallbackError",
     "ConfigurationError",
+    "OAuth2Auth",
     "OAuth2IntegratorError",
     "TokenEndpointError",
     "TokenRefreshError",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .auth import OAuth2Auth
     from .tokens import get_access_token, refresh_access_token
 
 
@@ -40,4 +42,8 @@ def __getattr__(name: str) -> Any:
         from . import tokens
 
         return getattr(tokens, name)
+    if name == "OAuth2Auth":
+        from .auth import OAuth2Auth
+
+        return OAuth2Auth
     raise AttributeError(f"module 'oauth2_integrator' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from . import flow
+from . import flow, signals
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -137,7 +137,7 @@ def _refresh_lock() -> Any:
 
 
 def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
-    failure: OAuth2IntegratorError
+    failure: OAuth2IntegratorError | None = None
     with _refresh_lock():
         token = OAuth2Token.objects.select_for_update().get(pk=seen.pk)
         if token.status != TokenStatus.ACTIVE:
@@ -169,9 +169,17 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
             _apply(token, token_set, keep_refresh_token=True)
             token.refreshed_at = timezone.now()
             token.save()
-            logger.info("Refreshed the access token of OAuth2 client %r.", client.name)
-            return token.access_token
-    raise failure
+    if failure is not None:
+        signals.token_refresh_failed.send(
+            sender=OAuth2Client,
+            client=client,
+            error=failure,
+            reauthorization_required=isinstance(failure, AuthorizationRequired),
+        )
+        raise failure
+    logger.info("Refreshed the access token of OAuth2 client %r.", client.name)
+    signals.token_refreshed.send(sender=OAuth2Client, client=client, token=token)
+    return token.access_token
 
 
 def _record_failure(
@@ -255,4 +263,5 @@ def store_token_set(
         token.obtained_at = timezone.now()
         token.refreshed_at = None
         token.save()
+    signals.token_obtained.send(sender=OAuth2Client, client=client, token=token)
     return token
