@@ -130,10 +130,11 @@ class OAuth2ClientAdmin(ClientAdminBase):
         return (
             super()
             .get_queryset(request)
+            # Secrets stay encrypted in the list; the change page loads them.
+            .defer("client_secret")
             .prefetch_related(
                 Prefetch(
                     "tokens",
-                    # Secrets stay encrypted in the list; the change page loads them.
                     queryset=token_queryset(),
                     to_attr=_TOKENS_ATTR,
                 )

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_protect
 
 from . import authorization
 from .conf import app_settings
-from .exceptions import CallbackError
+from .exceptions import CallbackError, OAuth2IntegratorError
 from .models import OAuth2Client
 
 logger = logging.getLogger("oauth2_integrator")
@@ -91,7 +91,13 @@ def login(request: HttpRequest, name: str) -> HttpResponse:
         )
     next_url = request.POST.get("next") or request.GET.get("next")
     if request.method == "POST":
-        url = authorization.begin(request, client, return_url=next_url)
+        try:
+            url = authorization.begin(request, client, return_url=next_url)
+        except OAuth2IntegratorError as exc:
+            logger.warning("Starting authorization of %r failed: %s", name, exc)
+            return _problem(
+                request, "Cannot start the login", str(exc), status=503, client=client
+            )
         return HttpResponseRedirect(url)
     return render(
         request,
@@ -112,13 +118,30 @@ def callback(request: HttpRequest, name: str) -> HttpResponse:
         client, _token, return_url = authorization.complete(request, name)
     except CallbackError as exc:
         logger.warning("Authorization callback for %r failed: %s", name, exc)
-        known = OAuth2Client.objects.filter(name=exc.client or name).first()
+        known = (
+            OAuth2Client.objects.defer("client_secret")
+            .filter(name=exc.client or name)
+            .first()
+        )
         return _problem(
             request,
             "Authorization failed",
             str(exc),
             status=exc.http_status,
             client=known,
+        )
+    except OAuth2IntegratorError as exc:
+        # The site's own set-up is at fault (a missing encryption key, a removed
+        # provider profile): nothing the operator's browser sent, and nothing stored.
+        logger.warning("Authorization callback for %r failed: %s", name, exc)
+        return _problem(
+            request,
+            "Authorization failed",
+            f"{exc} Nothing was changed.",
+            status=503,
+            client=OAuth2Client.objects.defer("client_secret")
+            .filter(name=name)
+            .first(),
         )
     messages.success(request, f"{client.label} is connected.")
     return HttpResponseRedirect(return_url)

@@ -275,6 +275,24 @@ def test_changelist_reads_tokens_in_one_query(
     assert queries() == few
 
 
+def test_changelist_decrypts_nothing_so_it_works_when_a_key_is_missing(
+    operator_client: Client,
+    make_client: Callable[..., OAuth2Client],
+    make_token: Callable[..., OAuth2Token],
+    settings: Any,
+) -> None:
+    from cryptography.fernet import Fernet
+
+    make_token(make_client(name="one"))
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+    }
+    page = operator_client.get(CHANGELIST)
+    assert page.status_code == 200
+    assert "Connected, expires in" in page.content.decode()
+
+
 def test_changelist_search_and_filters(
     operator_client: Client, make_client: Callable[..., OAuth2Client]
 ) -> None:

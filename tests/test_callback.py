@@ -405,3 +405,35 @@ def test_client_disabled_while_the_login_was_in_progress(
     response = callback(operator_client, state=login["state"], code=CODE)
     assert_failed_cleanly(response, login, caplog, says="was disabled while this login")
     assert not token_endpoint.calls
+
+
+def test_a_site_misconfiguration_is_a_clear_page_not_a_crash(
+    operator_client, login, caplog, token_endpoint, settings
+):
+    """The encryption key that protects the pending login was removed from settings."""
+    from cryptography.fernet import Fernet
+
+    keys = settings.OAUTH2_INTEGRATOR
+    settings.OAUTH2_INTEGRATOR = {
+        **keys,
+        "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+    }
+    response = callback(operator_client, state=login["state"], code=CODE)
+    settings.OAUTH2_INTEGRATOR = keys
+    assert_failed_cleanly(
+        response, login, caplog, status=503, says="cannot be decrypted with any key"
+    )
+    assert not token_endpoint.calls
+
+
+def test_an_unknown_provider_profile_is_a_clear_page_when_starting(
+    oauth_client, operator_client
+):
+    oauth_client.provider = "retired-profile"
+    oauth_client.save()
+    response = operator_client.post("/oauth2/acme/login/")
+    assert response.status_code == 503
+    assert (
+        "Unknown provider profile &#x27;retired-profile&#x27;"
+        in response.content.decode()
+    )
