@@ -123,3 +123,15 @@ def token_fields(token: OAuth2Token) -> dict[str, Any]:
         field.attname: getattr(fresh, field.attname)
         for field in OAuth2Token._meta.concrete_fields
     }
+
+
+def raw_secret(client: OAuth2Client) -> str:
+    """The client secret column as stored, bypassing the field's decryption."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT client_secret FROM {OAuth2Client._meta.db_table} WHERE id = %s",  # noqa: S608
+            [client.pk],
+        )
+        return str(cursor.fetchone()[0])

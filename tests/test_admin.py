@@ -35,7 +35,7 @@ from oauth2_integrator.models import (
 from oauth2_integrator.providers import ProviderProfile, registry
 from oauth2_integrator.status import describe
 
-from .conftest import AUTHORIZE_URL, CLIENT_SECRET, TOKEN_URL
+from .conftest import AUTHORIZE_URL, CLIENT_SECRET, TOKEN_URL, raw_secret
 
 CHANGELIST = "/admin/oauth2_integrator/oauth2client/"
 ADD_URL = "/admin/oauth2_integrator/oauth2client/add/"
@@ -130,15 +130,6 @@ def form_data(client: OAuth2Client, **overrides: Any) -> dict[str, Any]:
         data["use_pkce"] = "on"
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
-
-
-def raw_secret(client: OAuth2Client) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT client_secret FROM {OAuth2Client._meta.db_table} WHERE id = %s",  # noqa: S608
-            [client.pk],
-        )
-        return str(cursor.fetchone()[0])
 
 
 def run_action(browser: Client, *clients: OAuth2Client) -> Any:

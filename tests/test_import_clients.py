@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from oauth2_integrator.models import OAuth2Client
 from oauth2_integrator.registration import ImportFailed, import_clients
 
-from .conftest import AUTHORIZE_URL, CLIENT_SECRET, TOKEN_URL
+from .conftest import AUTHORIZE_URL, CLIENT_SECRET, TOKEN_URL, raw_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -54,15 +53,6 @@ def fail(run: Callable[..., tuple[str, str]], entries: Any, *args: str) -> str:
     with pytest.raises(CommandError) as excinfo:
         run(entries, *args)
     return str(excinfo.value)
-
-
-def raw_secret(client: OAuth2Client) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT client_secret FROM {OAuth2Client._meta.db_table} WHERE id = %s",  # noqa: S608
-            [client.pk],
-        )
-        return str(cursor.fetchone()[0])
 
 
 def test_creates_clients_with_every_field(run: Callable[..., tuple[str, str]]) -> None:

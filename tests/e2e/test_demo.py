@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from .authserver import REPO_ROOT, free_port, parse_forms
+from .authserver import REPO_ROOT, free_port, parse_forms, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -89,12 +89,7 @@ def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
             pytest.fail("The demo did not start:\n" + log_path.read_text()[-3000:])
         yield DemoSite(base_url=base_url, env=env, setup_output=outputs[-1])
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server)
 
 
 def _submit(
