@@ -30,6 +30,20 @@ DEFAULTS: dict[str, Any] = {
     "VERIFY_TLS": True,
     # Permission a staff user needs to start a login for a client.
     "AUTHORIZE_PERMISSION": "oauth2_integrator.authorize",
+    # Largest token endpoint answer read, in bytes, counted after decompression.
+    "MAX_RESPONSE_BYTES": 1024 * 1024,
+    # Wall-clock limit, in seconds, for one request to a token endpoint (connect,
+    # send, headers and body together); a refresh never holds its row lock longer.
+    "TOKEN_REQUEST_DEADLINE": 20.0,
+    # Seconds a get_access_token() waits for another worker's refresh of the same
+    # token before it returns the still-valid token or raises TokenRefreshError.
+    "LOCK_WAIT_TIMEOUT": 5.0,
+    # After a permanent refresh error other than invalid_grant (invalid_client,
+    # unauthorized_client, invalid_scope, ...), the provider is not called again
+    # for this many seconds unless the client registration changes first.
+    "PERMANENT_ERROR_RETRY_DELAY": 3600,
+    # Accept plain http:// endpoints for hosts other than loopback (development).
+    "ALLOW_INSECURE_HTTP": False,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import hashlib
 import logging
 import secrets
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
+from django.utils import timezone
 
 from . import providers, transport
 from .exceptions import TokenEndpointError, TransientTokenEndpointError
+from .fields import reveal
 from .masking import mask
 
 if TYPE_CHECKING:
@@ -164,6 +167,9 @@ class TokenSet:
     expires_in: int | None = None
     scope: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: When the request was sent: expiry counts from here (the provider's clock
+    #: started before the answer arrived).
+    requested_at: datetime.datetime | None = None
 
     def __repr__(self) -> str:
         return (
@@ -171,6 +177,14 @@ class TokenSet:
             f"refresh_token={mask(self.refresh_token)!r}, expires_in={self.expires_in!r}, "
             f"scope={self.scope!r})"
         )
+
+
+def _secret(client: OAuth2Client) -> str:
+    return reveal(
+        client.client_secret,
+        what=f"client secret of {client.name!r}",
+        client=client.name,
+    )
 
 
 def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
@@ -181,11 +195,11 @@ def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
         # secret with ":" or non-ASCII characters survives.
         request.auth = (
             quote_plus(client.client_id),
-            quote_plus(client.client_secret or ""),
+            quote_plus(_secret(client)),
         )
     elif method == "client_secret_post":
         request.data["client_id"] = client.client_id
-        request.data["client_secret"] = client.client_secret or ""
+        request.data["client_secret"] = _secret(client)
     else:
         request.data["client_id"] = client.client_id
     return request
@@ -258,6 +272,7 @@ def clean_words(text: object, limit: int = 300) -> str:
 def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
     host = _host(request.url)
     grant = request.data.get("grant_type", "?")
+    requested_at = timezone.now()
     try:
         response = transport.post(
             request.url, data=request.data, headers=request.headers, auth=request.auth
@@ -331,7 +346,7 @@ def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
             error="invalid_response",
             status=status,
         )
-    return token_set_from(body)
+    return dataclasses.replace(token_set_from(body), requested_at=requested_at)
 
 
 def parse_expires_in(value: Any) -> int | None:

@@ -103,7 +103,7 @@ class OAuth2Client(models.Model):
         ),
     )
     client_id = models.CharField(max_length=500)
-    client_secret = EncryptedTextField(blank=True)
+    client_secret = EncryptedTextField(blank=True, tolerate_undecryptable=True)
     authorization_endpoint = models.URLField(max_length=2000)
     token_endpoint = models.URLField(max_length=2000)
     revocation_endpoint = models.URLField(max_length=2000, blank=True)

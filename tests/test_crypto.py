@@ -14,6 +14,7 @@ from django.test import override_settings
 from oauth2_integrator import ConfigurationError, crypto
 from oauth2_integrator.checks import check_encryption_keys
 from oauth2_integrator.conf import app_settings
+from oauth2_integrator.fields import Undecryptable, reveal
 from oauth2_integrator.models import OAuth2Client, OAuth2Token
 
 from .conftest import CLIENT_SECRET
@@ -153,27 +154,49 @@ def test_old_key_still_decrypts_after_a_new_key_is_put_first(make_client, make_t
         )
 
 
-def test_no_matching_key_gives_a_clear_configuration_error(make_client):
+def test_no_matching_key_gives_a_clear_configuration_error(make_client, make_token):
     with keys(TEST_KEY_OLD):
-        client = make_client()
+        make_token(make_client())
     with keys(THIRD_KEY), pytest.raises(ConfigurationError) as info:
-        OAuth2Client.objects.get(pk=client.pk)
+        OAuth2Token.objects.get()
     message = str(info.value)
     assert "cannot be decrypted" in message
     assert "ENCRYPTION_KEYS" in message
     assert "oauth2_rotate_keys" in message
-    assert CLIENT_SECRET not in message
+    assert "stored-access-token" not in message
 
 
-def test_garbage_in_the_column_gives_the_same_clear_error(make_client):
-    client = make_client()
+def test_an_undecryptable_client_secret_loads_as_a_marker_and_survives_a_save(
+    make_client,
+):
+    with keys(TEST_KEY_OLD):
+        client = make_client()
+    stored = raw_column(OAuth2Client, "client_secret", client.pk)
+    with keys(THIRD_KEY):
+        loaded = OAuth2Client.objects.get(pk=client.pk)
+        assert isinstance(loaded.client_secret, Undecryptable)
+        assert not loaded.client_secret
+        assert "undecryptable" in repr(loaded.client_secret)
+        with pytest.raises(ConfigurationError, match="cannot be decrypted") as info:
+            reveal(loaded.client_secret, what="client secret")
+        assert CLIENT_SECRET not in str(info.value)
+        loaded.display_name = "renamed"
+        loaded.save()
+    # The ciphertext was written back as it was: restoring the key restores the secret.
+    assert raw_column(OAuth2Client, "client_secret", client.pk) == stored
+    with keys(TEST_KEY_OLD):
+        assert OAuth2Client.objects.get(pk=client.pk).client_secret == CLIENT_SECRET
+
+
+def test_garbage_in_the_column_gives_the_same_clear_error(make_client, make_token):
+    make_token(make_client())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {OAuth2Client._meta.db_table} SET client_secret = %s",  # noqa: S608
+            f"UPDATE {OAuth2Token._meta.db_table} SET access_token = %s",  # noqa: S608
             ["plainly-not-encrypted-é"],
         )
     with pytest.raises(ConfigurationError, match="cannot be decrypted"):
-        OAuth2Client.objects.get(pk=client.pk)
+        OAuth2Token.objects.get()
 
 
 def test_empty_values_are_stored_empty(make_client, make_token):

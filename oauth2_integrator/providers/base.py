@@ -31,6 +31,9 @@ class ProviderProfile:
     default_scope: ClassVar[str] = ""
     token_auth_method: ClassVar[str] = "client_secret_basic"  # noqa: S105
     use_pkce: ClassVar[bool] = True
+    #: The provider always puts ``iss`` in its authorization responses (RFC 9207
+    #: §2.4), so a callback without one is refused when the client's issuer is set.
+    sends_iss: ClassVar[bool] = False
 
     #: How scopes are joined in the authorization request (RFC 6749 §3.3: a space).
     scope_separator: ClassVar[str] = " "
