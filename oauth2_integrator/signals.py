@@ -11,7 +11,9 @@ from django.dispatch import Signal
 #: A login completed and its tokens were stored. Arguments: ``client``, ``token``.
 token_obtained = Signal()
 
-#: An access token was refreshed. Arguments: ``client``, ``token``.
+#: An access token was refreshed. Arguments: ``client``, ``token`` and
+#: ``scope_narrowed``: the scopes granted before that the refresh no longer grants
+#: (a sorted list, empty when none; scopes are not secret). Also logged as a warning.
 token_refreshed = Signal()
 
 #: A refresh failed. Arguments: ``client``, ``error`` (the exception raised to the

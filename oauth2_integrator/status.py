@@ -17,7 +17,13 @@ from django.utils.timesince import timesince, timeuntil
 
 from .models import OAuth2Client, OAuth2Token, TokenStatus
 
-__all__ = ["client_queryset", "describe", "rows", "token_queryset"]
+__all__ = [
+    "client_queryset",
+    "describe",
+    "refresh_problem",
+    "rows",
+    "token_queryset",
+]
 
 NOT_AUTHORIZED = "Not authorized"
 NEEDS_REAUTHORIZATION = "Needs re-authorization"
@@ -60,7 +66,8 @@ def describe(
     now: datetime.datetime | None = None,
 ) -> str:
     """One of: Disabled / Not authorized / Needs re-authorization /
-    Connected, expires in ... / Connected, no expiry.
+    Connected, expires in ... / Connected, no expiry; followed by
+    "; refresh refused (invalid_client): ..." after a permanent refresh error.
 
     Pass ``token`` (``None`` for "no token") when it is already loaded, to save a
     query per client in a list.
@@ -73,16 +80,58 @@ def describe(
         return NOT_AUTHORIZED
     if token.status != TokenStatus.ACTIVE:
         return NEEDS_REAUTHORIZATION
-    if token.expires_at is None:
-        return "Connected, no expiry"
     now = now or timezone.now()
-    if token.expires_at > now:
-        return f"Connected, expires in {_words(timeuntil(token.expires_at, now))}"
-    if not _has_refresh_token(token):
+    problem = refresh_problem(client, token, now=now)
+    if token.expires_at is None:
+        connected = "Connected, no expiry"
+    elif token.expires_at > now:
+        connected = f"Connected, expires in {_words(timeuntil(token.expires_at, now))}"
+    elif not _has_refresh_token(token):
         # get_access_token() cannot renew it: an operator must act.
         return NEEDS_REAUTHORIZATION
-    ago = _words(timesince(token.expires_at, now))
-    return f"Connected, expired {ago} ago (refreshed on next use)"
+    else:
+        ago = _words(timesince(token.expires_at, now))
+        connected = f"Connected, expired {ago} ago"
+        if not problem:
+            connected += " (refreshed on next use)"
+    return f"{connected}; {problem}" if problem else connected
+
+
+#: What an operator does about a permanent refresh error (RFC 6749 §5.2).
+_FIXES = {
+    "invalid_client": "check the client ID and secret",
+    "unauthorized_client": (
+        "the provider does not let this client refresh tokens; check its "
+        "registration there"
+    ),
+    "invalid_scope": "the provider refuses the scope; check the client's scope",
+}
+
+
+def refresh_problem(
+    client: OAuth2Client, token: OAuth2Token, *, now: datetime.datetime | None = None
+) -> str:
+    """A permanent refresh error that holds refreshes back, in an operator's words.
+
+    Empty when there is none. Mirrors ``tokens``: the provider is not asked again
+    before ``next_attempt_at`` unless the client was changed after the error.
+    """
+    if token.next_attempt_at is None:
+        return ""
+    code = token.last_error_code or "error"
+    fix = _FIXES.get(code, "see the last error")
+    now = now or timezone.now()
+    changed = token.last_error_at is not None and (
+        client.updated_at > token.last_error_at
+    )
+    if changed or token.next_attempt_at <= now:
+        retry = "retried on next use"
+    else:
+        retry = (
+            f"not retried for {_words(timeuntil(token.next_attempt_at, now))} "
+            "unless the client is saved or re-authorized"
+        )
+    return f"refresh refused ({code}): {fix}; {retry}"
 
 
 def rows(
@@ -115,6 +164,8 @@ def rows(
                 "refreshed_at": _iso(token.refreshed_at if token else None),
                 "last_error": token.last_error if token else "",
                 "last_error_at": _iso(token.last_error_at if token else None),
+                "last_error_code": token.last_error_code if token else "",
+                "next_attempt_at": _iso(token.next_attempt_at if token else None),
             }
         )
     return result

@@ -1,22 +1,40 @@
 """Handing out valid access tokens, refreshing them single-flight, and the failure policy.
 
-The refresh holds a row lock (``select_for_update``) around the call to the
-token endpoint and re-reads the row once it has the lock, so two processes never
-spend the same refresh token (providers that rotate refresh tokens revoke the
-whole chain when one is replayed).
+A refresh spends a refresh token: providers that rotate them revoke the whole chain
+when a spent one is replayed. So the refresh
+
+- holds a row lock around the call to the token endpoint and re-reads the row once
+  it has the lock (two processes never spend the same refresh token);
+- waits a bounded time for that lock (``LOCK_WAIT_TIMEOUT``): a caller whose token
+  is still valid does not wait at all;
+- commits on its own, never inside a transaction the caller opened: when the
+  caller is inside ``transaction.atomic()`` (or a view under ``ATOMIC_REQUESTS``),
+  the refresh runs on a separate database connection, so a later rollback in the
+  caller cannot bring back the spent refresh token or undo an ``invalid_grant``;
+- never loses a successful answer to a storage error: if the full row cannot be
+  saved, the new access token, refresh token and expiry are saved alone;
+- after a permanent error (``invalid_client``, ``unauthorized_client``, ...) does not
+  ask the provider again until the client registration changes, the client is
+  re-authorized, or ``PERMANENT_ERROR_RETRY_DELAY`` has passed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
-from typing import Any
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from django.db import connections, router, transaction
+from django.db import DatabaseError, OperationalError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from . import flow, signals
+from . import flow, providers, signals
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -25,11 +43,25 @@ from .exceptions import (
     TokenEndpointError,
     TokenRefreshError,
 )
+from .masking import mask
 from .models import OAuth2Client, OAuth2Token, TokenStatus
 
 logger = logging.getLogger("oauth2_integrator")
 
 __all__ = ["get_access_token", "refresh_access_token", "store_token_set"]
+
+T = TypeVar("T")
+
+#: ``last_error_code`` when the refreshed token could only be saved in part.
+STORAGE_ERROR = "storage_error"
+
+
+class _RefreshInProgress(TokenRefreshError):
+    """Another worker holds the row lock; the caller's token is still valid."""
+
+
+class _HeldBack(TokenRefreshError):
+    """A permanent error was recorded and nothing changed since: no call is made."""
 
 
 def _client(name: str) -> OAuth2Client:
@@ -81,8 +113,8 @@ def get_access_token(name: str, *, account: str = "") -> str:
     """A valid access token for the client ``name``, refreshed first when it expires soon.
 
     Raises ``AuthorizationRequired`` when an operator must act, and
-    ``TokenRefreshError`` when a needed refresh failed for a passing reason and the
-    stored token has already expired.
+    ``TokenRefreshError`` when a needed refresh failed (or is held back after a
+    permanent error) and the stored token has already expired.
     """
     client, token = _load(name, account)
     if not token.needs_refresh(app_settings.REFRESH_MARGIN):
@@ -100,18 +132,25 @@ def get_access_token(name: str, *, account: str = "") -> str:
     except TokenRefreshError as exc:
         if token.is_expired:
             raise
-        logger.warning(
-            "Refreshing OAuth2 client %r failed (%s); its current access token is still "
-            "valid until %s and is used meanwhile.",
-            name,
-            exc,
-            token.expires_at,
-        )
+        if isinstance(exc, _RefreshInProgress | _HeldBack):
+            logger.debug("OAuth2 client %r: %s", name, exc)
+        else:
+            logger.warning(
+                "Refreshing OAuth2 client %r failed (%s); its current access token is "
+                "still valid until %s and is used meanwhile.",
+                name,
+                exc,
+                token.expires_at,
+            )
         return token.access_token
 
 
 def refresh_access_token(name: str, *, account: str = "") -> str:
-    """Refresh now, whatever the expiry; returns the new access token."""
+    """Refresh now, whatever the expiry; returns the new access token.
+
+    A permanent error recorded earlier still holds the refresh back (see
+    ``get_access_token``): saving the client in the admin lifts it.
+    """
     client, token = _load(name, account)
     if not token.refresh_token:
         raise AuthorizationRequired(
@@ -122,24 +161,186 @@ def refresh_access_token(name: str, *, account: str = "") -> str:
     return _refresh(client, token, force=True)
 
 
-def _refresh_lock() -> Any:
-    """The transaction that holds the row lock for the whole refresh.
+# --- the failure policy for permanent errors ----------------------------------------
 
-    On databases without row locks (SQLite) a transaction open across the HTTP call
-    would lock the whole file instead, and a provider sharing that file (the demo)
-    could not commit: there the refresh runs without one, and single-flight is not
-    guaranteed (SQLite is for development).
+
+def _held_back(
+    client: OAuth2Client, token: OAuth2Token, *, now: datetime.datetime | None = None
+) -> _HeldBack | None:
+    """The error to raise instead of calling the provider, or None to call it.
+
+    After a permanent error the same request would fail the same way: it is not
+    repeated until the client registration changes (``updated_at``), an operator
+    re-authorizes (which clears ``next_attempt_at``), or the retry delay passes.
     """
-    alias = router.db_for_write(OAuth2Token)
-    if connections[alias].features.has_select_for_update:
-        return transaction.atomic(using=alias)
-    return contextlib.nullcontext()
+    if token.next_attempt_at is None:
+        return None
+    now = now or timezone.now()
+    if now >= token.next_attempt_at:
+        return None
+    if token.last_error_at is not None and client.updated_at > token.last_error_at:
+        return None
+    code = token.last_error_code or "error"
+    return _HeldBack(
+        f"The provider refused to refresh the token of OAuth2 client {client.name!r} "
+        f"({code}) and is not asked again before "
+        f"{token.next_attempt_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC: fix "
+        "the client registration and save it in the Django admin, or re-authorize "
+        "the client.",
+        client=client.name,
+        error=code,
+    )
+
+
+# --- running the refresh outside the caller's transaction ---------------------------
+
+
+def _in_caller_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """True when the caller has a transaction open on ``connection``.
+
+    The test framework's own atomic blocks (pytest-django's ``db``, Django's
+    ``TestCase``) are not the caller's: Django's ``durable`` check skips them too.
+    """
+    if connection.in_atomic_block:
+        return any(
+            not getattr(block, "_from_testcase", False)
+            for block in connection.atomic_blocks
+        )
+    return not connection.get_autocommit()
+
+
+def _on_own_connection(alias: str, func: Callable[[], T]) -> T:
+    """Run ``func`` so that what it commits survives a rollback in the caller.
+
+    Inside a caller's transaction, ``func`` runs in a short-lived thread, which has
+    its own Django connection (closed afterwards) and commits on its own. SQLite is
+    the exception: it has no row locks, and a second connection would wait for the
+    caller's write lock and could lose the refresh to "database is locked", so
+    there the refresh shares the caller's transaction (SQLite is for development).
+    """
+    connection = connections[alias]
+    if not connection.features.has_select_for_update or not _in_caller_transaction(
+        connection
+    ):
+        return func()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = func()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=run, name="oauth2-integrator-refresh")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@contextlib.contextmanager
+def _row_lock(pk: int, alias: str, *, name: str, wait: float) -> Iterator[OAuth2Token]:
+    """The token row, locked and freshly read, inside a transaction.
+
+    The lock is taken with ``NOWAIT`` and retried until ``wait`` seconds have
+    passed, rather than with a blocking ``SELECT ... FOR UPDATE``: this bounds the
+    wait the same way on PostgreSQL, MySQL 8 and Oracle, without a vendor-specific
+    ``lock_timeout``. On SQLite (no row locks) the row is simply read again.
+    """
+    connection = connections[alias]
+    # No select_related: FOR UPDATE would lock the client row too.
+    rows = OAuth2Token.objects.using(alias)
+    if not connection.features.has_select_for_update:
+        yield rows.select_for_update().get(pk=pk)
+        return
+    nowait = connection.features.has_select_for_update_nowait
+    deadline = time.monotonic() + max(0.0, wait)
+    pause = 0.02
+    while True:
+        acquired = False
+        try:
+            with transaction.atomic(using=alias):
+                token = rows.select_for_update(nowait=nowait).get(pk=pk)
+                acquired = True
+                yield token
+            return
+        except OperationalError:
+            if acquired or not nowait:
+                raise
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if wait <= 0:
+                raise _RefreshInProgress(
+                    f"Another worker is refreshing the token of OAuth2 client {name!r} "
+                    "right now.",
+                    client=name,
+                )
+            raise TokenRefreshError(
+                f"Another worker has been refreshing the token of OAuth2 client "
+                f"{name!r} for more than {wait:g} s (LOCK_WAIT_TIMEOUT); try again "
+                "shortly. If this repeats, check that the token endpoint answers "
+                "within TOKEN_REQUEST_DEADLINE.",
+                client=name,
+            )
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.25)
+
+
+# --- the refresh --------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """What the locked part did; signals and errors go out after it committed."""
+
+    token: OAuth2Token
+    refreshed: bool = False
+    failure: OAuth2IntegratorError | None = None
+    scope_narrowed: list[str] = dataclasses.field(default_factory=list)
 
 
 def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
-    failure: OAuth2IntegratorError | None = None
-    with _refresh_lock():
-        token = OAuth2Token.objects.select_for_update().get(pk=seen.pk)
+    held = _held_back(client, seen)
+    if held is not None:
+        raise held
+    alias = router.db_for_write(OAuth2Token)
+    wait = (
+        float(app_settings.LOCK_WAIT_TIMEOUT)
+        if force or seen.is_expired
+        else 0.0  # a still-valid token is served at once while another refreshes
+    )
+    outcome = _on_own_connection(
+        alias,
+        lambda: _refresh_locked(client, seen, force=force, alias=alias, wait=wait),
+    )
+    token = outcome.token
+    if outcome.failure is not None:
+        signals.token_refresh_failed.send(
+            sender=OAuth2Client,
+            client=client,
+            error=outcome.failure,
+            reauthorization_required=isinstance(outcome.failure, AuthorizationRequired),
+        )
+        raise outcome.failure
+    if outcome.refreshed:
+        logger.info("Refreshed the access token of OAuth2 client %r.", client.name)
+        signals.token_refreshed.send(
+            sender=OAuth2Client,
+            client=client,
+            token=token,
+            scope_narrowed=outcome.scope_narrowed,
+        )
+    return token.access_token
+
+
+def _refresh_locked(
+    client: OAuth2Client, seen: OAuth2Token, *, force: bool, alias: str, wait: float
+) -> _Outcome:
+    with _row_lock(seen.pk, alias, name=client.name, wait=wait) as token:
+        token.client = client  # already loaded; saves a query
         if token.status != TokenStatus.ACTIVE:
             raise AuthorizationRequired(
                 f"OAuth2 client {client.name!r} needs re-authorization: an operator must "
@@ -154,7 +355,10 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
             not force and not token.needs_refresh(app_settings.REFRESH_MARGIN)
         ):
             # Another process refreshed while this one waited for the lock.
-            return token.access_token
+            return _Outcome(token)
+        held = _held_back(client, token)
+        if held is not None:
+            raise held
         if not token.refresh_token:
             raise AuthorizationRequired(
                 f"OAuth2 client {client.name!r} has no refresh token any more: an "
@@ -164,34 +368,156 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
         try:
             token_set = flow.refresh(client, refresh_token=token.refresh_token)
         except TokenEndpointError as exc:
-            failure = _record_failure(client, token, exc)
-        else:
-            _apply(token, token_set, keep_refresh_token=True)
-            token.refreshed_at = timezone.now()
-            token.save()
-    if failure is not None:
-        signals.token_refresh_failed.send(
-            sender=OAuth2Client,
-            client=client,
-            error=failure,
-            reauthorization_required=isinstance(failure, AuthorizationRequired),
+            return _Outcome(token, failure=_record_failure(client, token, exc, alias))
+        except (ConfigurationError, AuthorizationRequired) as exc:
+            # An operator's problem with a clear message: recorded and raised as is.
+            _write_failure(token, alias, message=str(exc), code="configuration")
+            return _Outcome(token, failure=exc)
+        except Exception as exc:
+            return _Outcome(
+                token, failure=_record_unexpected(client, token, exc, alias)
+            )
+        dropped = _dropped_scopes(client, token.scope, token_set.scope)
+        _apply(token, token_set, keep_refresh_token=True)
+        token.refreshed_at = timezone.now()
+        _save_refreshed(client, token, alias)
+    if dropped:
+        logger.warning(
+            "The provider narrowed the scope of OAuth2 client %r on refresh: it no "
+            "longer grants %s. Re-authorize the client if they are needed.",
+            client.name,
+            ", ".join(dropped),
         )
-        raise failure
-    logger.info("Refreshed the access token of OAuth2 client %r.", client.name)
-    signals.token_refreshed.send(sender=OAuth2Client, client=client, token=token)
-    return token.access_token
+    return _Outcome(token, refreshed=True, scope_narrowed=dropped)
+
+
+def _dropped_scopes(client: OAuth2Client, before: str, after: str | None) -> list[str]:
+    """Scopes granted before and missing from a refresh's ``scope`` (RFC 6749 §6).
+
+    A response without ``scope`` keeps the scope as it was (§5.1), so drops nothing.
+    """
+    if after is None:
+        return []
+    separator = providers.get(client.provider).scope_separator
+
+    def split(scope: str) -> set[str]:
+        return {s for part in scope.split() for s in part.split(separator) if s}
+
+    return sorted(split(before) - split(after))
+
+
+def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> None:
+    """Save a refreshed token; if the whole row cannot be stored, save what matters.
+
+    The provider has already spent the old refresh token: losing its answer to a
+    provider string that does not fit a column would leave the spent one behind.
+    The encrypted columns and the expiry always fit, so they are saved alone and
+    the problem is recorded.
+    """
+    try:
+        with transaction.atomic(using=alias):
+            token.save(using=alias)
+        return
+    except DatabaseError as exc:
+        problem = exc
+    note = (
+        "The refreshed token was saved, but not the rest of the provider's answer "
+        f"(token type, scope, extras): the database refused it ({type(problem).__name__}). "
+        "The server log has the details."
+    )
+    logger.error(
+        "Saving the refreshed token of OAuth2 client %r failed (%s: %s); saving the "
+        "new access token, refresh token and expiry alone.",
+        client.name,
+        type(problem).__name__,
+        flow.clean_words(problem, 300),
+    )
+    token.last_error = note
+    token.last_error_at = timezone.now()
+    token.last_error_code = STORAGE_ERROR
+    try:
+        with transaction.atomic(using=alias):
+            OAuth2Token.objects.using(alias).filter(pk=token.pk).update(
+                access_token=token.access_token,
+                refresh_token=token.refresh_token,
+                expires_at=token.expires_at,
+                refreshed_at=token.refreshed_at,
+                status=TokenStatus.ACTIVE,
+                last_error=note,
+                last_error_at=token.last_error_at,
+                last_error_code=STORAGE_ERROR,
+                next_attempt_at=None,
+                updated_at=timezone.now(),
+            )
+    except DatabaseError as exc:
+        logger.error(
+            "Could not store the refreshed token of OAuth2 client %r at all (%s); the "
+            "provider may have rotated its refresh token, so the client may need "
+            "re-authorization.",
+            client.name,
+            type(exc).__name__,
+        )
+        raise TokenRefreshError(
+            f"The token of OAuth2 client {client.name!r} was refreshed but could not be "
+            f"stored: the database failed ({type(exc).__name__}). Check the database; "
+            "if the next refresh fails with invalid_grant, re-authorize the client.",
+            client=client.name,
+            error=STORAGE_ERROR,
+        ) from exc
+
+
+def _write_failure(
+    token: OAuth2Token,
+    alias: str,
+    *,
+    message: str,
+    code: str,
+    retry_after: float | None = None,
+    status: str | None = None,
+) -> None:
+    """Record a failed refresh on the row; a storage problem here is only logged."""
+    now = timezone.now()
+    token.last_error = message
+    token.last_error_at = now
+    token.last_error_code = code[:100]
+    token.next_attempt_at = (
+        now + datetime.timedelta(seconds=retry_after) if retry_after else None
+    )
+    fields = ["last_error", "last_error_at", "last_error_code", "next_attempt_at"]
+    if status is not None:
+        token.status = status
+        fields.append("status")
+    try:
+        with transaction.atomic(using=alias):
+            OAuth2Token.objects.using(alias).filter(pk=token.pk).update(
+                **{f: getattr(token, f) for f in fields}
+            )
+    except DatabaseError as exc:
+        logger.error(
+            "Could not record the failed refresh of OAuth2 client %r (%s).",
+            token.client.name,
+            type(exc).__name__,
+        )
 
 
 def _record_failure(
-    client: OAuth2Client, token: OAuth2Token, exc: TokenEndpointError
+    client: OAuth2Client, token: OAuth2Token, exc: TokenEndpointError, alias: str
 ) -> OAuth2IntegratorError:
-    """Write down what went wrong; only ``invalid_grant`` changes the token's status."""
-    token.last_error = str(exc)
-    token.last_error_at = timezone.now()
-    fields = ["last_error", "last_error_at"]
+    """Write down what went wrong; only ``invalid_grant`` changes the token's status.
+
+    Other permanent errors (``invalid_client``, ``unauthorized_client``,
+    ``invalid_scope``, an answer that is not a token) would fail the same way on the
+    next call, so the provider is not asked again for a while (``next_attempt_at``).
+    """
+    code = exc.error or "error"
     if exc.error == "invalid_grant":
-        token.status = TokenStatus.REAUTHORIZATION_REQUIRED
-        fields.append("status")
+        _write_failure(
+            token,
+            alias,
+            message=str(exc),
+            code=code,
+            status=TokenStatus.REAUTHORIZATION_REQUIRED,
+        )
         failure: OAuth2IntegratorError = AuthorizationRequired(
             f"The provider no longer accepts the refresh token of OAuth2 client "
             f"{client.name!r} (invalid_grant): an operator must re-authorize it in the "
@@ -201,7 +527,8 @@ def _record_failure(
             description=exc.description,
             status=exc.status,
         )
-    else:
+    elif exc.transient:
+        _write_failure(token, alias, message=str(exc), code=code)
         failure = TokenRefreshError(
             f"Refreshing OAuth2 client {client.name!r} failed: {exc}",
             client=client.name,
@@ -209,17 +536,59 @@ def _record_failure(
             description=exc.description,
             status=exc.status,
         )
-    OAuth2Token.objects.filter(pk=token.pk).update(
-        **{f: getattr(token, f) for f in fields}
-    )
+    else:
+        delay = float(app_settings.PERMANENT_ERROR_RETRY_DELAY)
+        _write_failure(token, alias, message=str(exc), code=code, retry_after=delay)
+        failure = TokenRefreshError(
+            f"Refreshing OAuth2 client {client.name!r} failed: {exc} The provider is "
+            f"not asked again for {delay:g} s unless the client registration is "
+            "changed in the Django admin or the client is re-authorized.",
+            client=client.name,
+            error=exc.error,
+            description=exc.description,
+            status=exc.status,
+        )
     logger.warning("Refreshing OAuth2 client %r failed: %s", client.name, exc)
     return failure
+
+
+def _record_unexpected(
+    client: OAuth2Client, token: OAuth2Token, exc: Exception, alias: str
+) -> TokenRefreshError:
+    """A bug or a hostile answer (RecursionError, a provider hook's ValueError, ...).
+
+    The traceback goes to the log with every secret this code knows masked; the
+    caller gets a ``TokenRefreshError`` like any other failed refresh.
+    """
+    kind = type(exc).__name__
+    message = (
+        f"Refreshing OAuth2 client {client.name!r} failed with an unexpected {kind}; "
+        "the server log has the details. The stored token was not changed."
+    )
+    _write_failure(token, alias, message=message, code="unexpected_error")
+    text = "".join(traceback.format_exception(exc))
+    secrets = [token.refresh_token, token.access_token]
+    loaded_secret = client.__dict__.get("client_secret")
+    if isinstance(loaded_secret, str):
+        secrets.append(loaded_secret)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, mask(secret))
+    logger.error(
+        "Refreshing OAuth2 client %r failed with an unexpected %s:\n%s",
+        client.name,
+        kind,
+        text,
+    )
+    return TokenRefreshError(message, client=client.name, error="unexpected_error")
 
 
 def _apply(
     token: OAuth2Token, token_set: flow.TokenSet, *, keep_refresh_token: bool
 ) -> None:
-    now = timezone.now()
+    # The provider's clock started when it received the request: counting from
+    # the answer's arrival would overstate the lifetime by the round trip.
+    start = token_set.requested_at or timezone.now()
     token.access_token = token_set.access_token
     token.token_type = token_set.token_type
     if token_set.refresh_token:
@@ -229,7 +598,7 @@ def _apply(
     if token_set.scope is not None:
         token.scope = token_set.scope
     token.expires_at = (
-        now + datetime.timedelta(seconds=token_set.expires_in)
+        start + datetime.timedelta(seconds=token_set.expires_in)
         if token_set.expires_in
         else None
     )
@@ -237,6 +606,8 @@ def _apply(
     token.status = TokenStatus.ACTIVE
     token.last_error = ""
     token.last_error_at = None
+    token.last_error_code = ""
+    token.next_attempt_at = None
 
 
 def store_token_set(
@@ -245,7 +616,10 @@ def store_token_set(
     """Save the tokens of a completed authorization.
 
     A response without a refresh token keeps the stored one while it is still
-    believed to work (Google issues one only on the first consent).
+    believed to work (Google issues one only on the first consent); after
+    ``invalid_grant`` the stored one is dead and is dropped. A new login replaces
+    the scope (the client's requested scope when the response names none) and the
+    rest of the old response (an old ``id_token`` must not survive).
     """
     with transaction.atomic():
         token = (

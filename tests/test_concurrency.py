@@ -137,7 +137,16 @@ def expiring_token(make_client, make_token, token_server) -> OAuth2Token:
     )
 
 
-def test_two_workers_refresh_once(expiring_token, token_server):
+@pytest.fixture
+def expired_token(make_client, make_token, token_server) -> OAuth2Token:
+    client = make_client(token_endpoint=token_server.url)
+    return make_token(
+        client, expires_at=timezone.now() - datetime.timedelta(seconds=60)
+    )
+
+
+def test_two_workers_refresh_once(expired_token, token_server):
+    """With an expired token, the second worker waits for the first one's result."""
     results = run_together(lambda: get_access_token("acme"))
 
     assert results == ["new-access-0001-yyyyyyyyyyyy"] * 2, results
@@ -152,10 +161,23 @@ def test_two_workers_refresh_once(expiring_token, token_server):
     assert token.last_error == ""
 
 
-def test_four_workers_refresh_once(expiring_token, token_server):
+def test_four_workers_refresh_once(expired_token, token_server):
     results = run_together(lambda: get_access_token("acme"), count=4)
     assert results == ["new-access-0001-yyyyyyyyyyyy"] * 4, results
     assert len(token_server.calls) == 1
+
+
+def test_workers_with_a_still_valid_token_do_not_wait(expiring_token, token_server):
+    """Inside the margin, a worker that finds the row locked uses the current token
+    (still valid) instead of waiting; still exactly one refresh."""
+    results = run_together(lambda: get_access_token("acme"), count=4)
+    assert set(results) <= {
+        "new-access-0001-yyyyyyyyyyyy",
+        "stored-access-token-AAAA-1111-BBBB",
+    }, results
+    assert "new-access-0001-yyyyyyyyyyyy" in results
+    assert len(token_server.calls) == 1
+    assert OAuth2Token.objects.get().refresh_token == "rotated-refresh-0001-xxxxxxxx"
 
 
 def test_forced_refreshes_queue_behind_the_lock(expiring_token, token_server):

@@ -57,7 +57,12 @@ def unchanged_but_error(token: OAuth2Token, before: dict[str, Any]) -> dict[str,
     """Everything but the recorded error is as it was; returns the fresh fields."""
     after = token_fields(token)
     changed = {k for k in after if after[k] != before[k]}
-    assert changed <= {"last_error", "last_error_at"}
+    assert changed <= {
+        "last_error",
+        "last_error_at",
+        "last_error_code",
+        "next_attempt_at",
+    }
     return after
 
 
