@@ -10,7 +10,9 @@ import base64
 import dataclasses
 import datetime
 import hashlib
+import json
 import logging
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
@@ -19,9 +21,14 @@ import requests
 from django.utils import timezone
 
 from . import providers, transport
-from .exceptions import TokenEndpointError, TransientTokenEndpointError
+from .exceptions import (
+    OAuth2IntegratorError,
+    TokenEndpointError,
+    TransientTokenEndpointError,
+)
 from .fields import reveal
-from .masking import mask
+from .masking import mask, url_host
+from .providers.base import MAX_JSON_DEPTH, JSONTooDeep
 
 if TYPE_CHECKING:
     from .models import OAuth2Client
@@ -154,7 +161,7 @@ class TokenRequest:
             k: (mask(v) if k not in {"grant_type", "redirect_uri", "scope"} else v)
             for k, v in self.data.items()
         }
-        return f"TokenRequest(url={self.url!r}, data={shown!r})"
+        return f"TokenRequest(host={url_host(self.url)!r}, data={shown!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,23 +267,54 @@ def refresh(client: OAuth2Client, *, refresh_token: str) -> TokenSet:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
+    """host[:port] only: an endpoint URL may carry ``user:password@`` (item 5)."""
+    return url_host(url)
 
 
 def clean_words(text: object, limit: int = 300) -> str:
     """Provider-supplied words, made safe to show: printable and short."""
-    words = "".join(ch if ch.isprintable() else " " for ch in str(text)).strip()
+    words = "".join(ch if ch.isprintable() else " " for ch in str(text)[: limit * 4])
+    words = words.strip()
     return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
-def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
-    host = _host(request.url)
-    grant = request.data.get("grant_type", "?")
-    requested_at = timezone.now()
+def _invalid(
+    client: OAuth2Client, host: str, status: int | None, what: str
+) -> TokenEndpointError:
+    return TokenEndpointError(
+        f"The token endpoint at {host} answered {what}. Nothing was stored; "
+        "check the client's token endpoint URL, or ask the provider.",
+        client=client.name,
+        error="invalid_response",
+        status=status,
+    )
+
+
+def _post(client: OAuth2Client, request: TokenRequest, host: str) -> requests.Response:
+    """The HTTP exchange, every way it can fail turned into a TokenEndpointError."""
     try:
-        response = transport.post(
+        return transport.post(
             request.url, data=request.data, headers=request.headers, auth=request.auth
         )
+    except transport.DeadlineExceeded as exc:
+        raise TransientTokenEndpointError(
+            f"The token endpoint at {host} did not answer within {exc.seconds:g} s "
+            "(TOKEN_REQUEST_DEADLINE). Nothing was changed; try again later.",
+            client=client.name,
+            error="timeout",
+        ) from exc
+    except transport.ResponseTooLarge as exc:
+        raise _invalid(
+            client,
+            host,
+            None,
+            f"with more than {exc.limit} bytes (MAX_RESPONSE_BYTES), far more than a "
+            "token response needs, so it was not read",
+        ) from exc
+    except transport.UndecodableResponse as exc:
+        raise _invalid(
+            client, host, None, f"with a body that cannot be read: {exc}"
+        ) from exc
     except requests.Timeout as exc:
         raise TransientTokenEndpointError(
             f"The token endpoint at {host} did not answer in time. "
@@ -292,12 +330,78 @@ def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
             error="connection_error",
         ) from exc
 
+
+def _parse(
+    client: OAuth2Client, response: requests.Response, parse: Any, host: str
+) -> Any:
+    """The profile's parse hook, which must not turn a hostile body into a crash."""
     status = response.status_code
-    body = parse(client, response)
+    try:
+        body = parse(client, response)
+    except OAuth2IntegratorError:
+        raise
+    except JSONTooDeep as exc:
+        raise _invalid(
+            client,
+            host,
+            status,
+            f"HTTP {status} with JSON nested deeper than {MAX_JSON_DEPTH} levels, "
+            "which no token response needs",
+        ) from exc
+    except Exception as exc:
+        logger.warning(
+            "Token endpoint %s: the %s profile could not read the answer (%s).",
+            host,
+            client.provider,
+            type(exc).__name__,
+        )
+        raise _invalid(
+            client, host, status, f"HTTP {status} with a body that could not be read"
+        ) from exc
+    if isinstance(body, dict) and _too_deep(body):
+        raise _invalid(
+            client,
+            host,
+            status,
+            f"HTTP {status} with values nested deeper than {MAX_JSON_DEPTH} levels",
+        )
+    return body
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Nesting of dicts/lists deeper than ``limit``, counted without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
+    host = _host(request.url)
+    grant = request.data.get("grant_type", "?")
+    requested_at = timezone.now()
+    response = _post(client, request, host)
+    status = response.status_code
+    body = _parse(client, response, parse, host)
     logger.debug("Token endpoint %s answered HTTP %s to %s", host, status, grant)
 
     if isinstance(body, dict) and body.get("error"):
-        error = clean_words(body.get("error"), 100)
+        # RFC 6749 §5.2: a string of printable ASCII; anything else is malformed.
+        raw_error = body.get("error")
+        error = (
+            clean_words(raw_error, 100)
+            if isinstance(raw_error, str)
+            else "invalid_response"
+        )
         description = clean_words(body.get("error_description") or "", 300)
         detail = f": {description}" if description else ""
         exc_class = (
@@ -321,32 +425,36 @@ def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
             error="server_error" if status >= 500 else "rate_limited",
             status=status,
         )
-    if body is None:
-        content_type = response.headers.get("Content-Type", "unknown").split(";")[0]
-        kind = "an HTML page" if "html" in content_type else f"a {content_type} body"
+    if 300 <= status < 400:
+        location = response.headers.get("Location")
+        target = f" to {_host(location)}" if location else ""
         raise TokenEndpointError(
-            f"The token endpoint at {host} answered HTTP {status} with {kind}, "
-            "not a token response. Check the client's token endpoint URL.",
+            f"The token endpoint at {host} answered with a redirect (HTTP {status})"
+            f"{target}. Token requests are never redirected: they carry the code and "
+            "the client's credentials. Set the client's token endpoint to the final URL.",
             client=client.name,
             error="invalid_response",
             status=status,
+        )
+    if not isinstance(body, dict):
+        content_type = clean_words(
+            response.headers.get("Content-Type", "unknown").split(";")[0], 60
+        )
+        kind = "an HTML page" if "html" in content_type else f"a {content_type} body"
+        raise _invalid(
+            client, host, status, f"HTTP {status} with {kind}, not a token response"
         )
     if not 200 <= status < 300:
-        raise TokenEndpointError(
-            f"The token endpoint at {host} answered HTTP {status} without an OAuth error code.",
-            client=client.name,
-            error="invalid_response",
-            status=status,
+        raise _invalid(
+            client, host, status, f"HTTP {status} without an OAuth error code"
         )
-    access_token = body.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise TokenEndpointError(
-            f"The token endpoint at {host} answered without an access_token.",
-            client=client.name,
-            error="invalid_response",
-            status=status,
-        )
-    return dataclasses.replace(token_set_from(body), requested_at=requested_at)
+    try:
+        token_set = token_set_from(body)
+    except UnusableValue as exc:
+        problem = _invalid(client, host, status, f"HTTP {status} {exc.what}")
+        problem.error = exc.error
+        raise problem from exc
+    return dataclasses.replace(token_set, requested_at=requested_at)
 
 
 def parse_expires_in(value: Any) -> int | None:
@@ -366,16 +474,105 @@ def parse_expires_in(value: Any) -> int | None:
     return seconds if 0 < seconds <= MAX_EXPIRES_IN else None
 
 
+class UnusableValue(ValueError):
+    """A value in a token response that cannot be used or stored as it is."""
+
+    def __init__(self, what: str, *, error: str = "invalid_response") -> None:
+        super().__init__(what)
+        self.what = what
+        self.error = error
+
+
+#: A granted scope longer than this is not stored: no real grant comes near it, and
+#: it is shown in the admin.
+MAX_SCOPE_LENGTH = 10_000
+
+#: C0 controls and DEL: a token with them cannot go into an Authorization header, and
+#: PostgreSQL refuses NUL in a text column.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _token(value: Any, name: str, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise UnusableValue(f"without an {name}")
+        return None
+    if not isinstance(value, str):
+        raise UnusableValue(f"with an {name} that is not a string")
+    if _CONTROL_CHARACTERS.search(value):
+        raise UnusableValue(f"with an {name} that contains control characters")
+    return value
+
+
+def _token_type(value: Any) -> str:
+    """RFC 6749 §7.1: only Bearer (RFC 6750) is used, compared case-insensitively.
+
+    A missing type is read as Bearer, as most providers mean it. Any other type
+    (DPoP, MAC, N_A, ...) would be sent as Bearer by this app and fail or, worse,
+    work without the proof the provider asked for, so it is refused.
+    """
+    if value is None or value == "":
+        return "Bearer"
+    if isinstance(value, str) and value.strip().lower() == "bearer":
+        return "Bearer"
+    shown = repr(clean_words(value, 40)) if isinstance(value, str) else "a non-string"
+    raise UnusableValue(
+        f"with a token of type {shown}; this app can only use Bearer tokens "
+        "(RFC 6750), so it was not used. Configure the client at the provider to "
+        "issue Bearer tokens",
+        error="unsupported_token_type",
+    )
+
+
+def _scope(value: Any) -> str | None:
+    """The granted scope as one string, or None ("not said") when unusable.
+
+    A string, or a list of strings (joined with spaces); control characters become
+    spaces. Anything else (a number, an object, a list with other items, or more
+    than MAX_SCOPE_LENGTH characters) is ignored with a warning rather than
+    refused: the token itself is good, and refusing it at a refresh would throw
+    away a rotated refresh token for a field that is only informational.
+    """
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = " ".join(value)
+    if not isinstance(value, str) or len(value) > MAX_SCOPE_LENGTH:
+        logger.warning(
+            "A token response's scope was ignored: it is %s.",
+            "too long"
+            if isinstance(value, str)
+            else f"a {type(value).__name__}, not a string or a list of strings",
+        )
+        return None
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(cleaned.split()) or None
+
+
+def _extra(body: dict[str, Any]) -> dict[str, Any]:
+    extra = {k: v for k, v in body.items() if k not in STANDARD_FIELDS}
+    try:
+        json.dumps(extra, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise UnusableValue("with values that cannot be stored as JSON") from exc
+    return extra
+
+
 def token_set_from(body: dict[str, Any]) -> TokenSet:
-    refresh_token = body.get("refresh_token")
-    scope = body.get("scope")
-    if isinstance(scope, list):
-        scope = " ".join(str(s) for s in scope)
+    """A TokenSet from a token response, every value checked and fitted to its column.
+
+    Everything here came from the provider and is untrusted (issue #5, item 2):
+    ``UnusableValue`` says what cannot be used.
+    """
     return TokenSet(
-        access_token=str(body["access_token"]),
-        token_type=str(body.get("token_type") or "Bearer"),
-        refresh_token=str(refresh_token) if refresh_token else None,
+        access_token=str(
+            _token(body.get("access_token"), "access_token", required=True)
+        ),
+        token_type=_token_type(body.get("token_type")),
+        refresh_token=_token(
+            body.get("refresh_token"), "refresh_token", required=False
+        ),
         expires_in=parse_expires_in(body.get("expires_in")),
-        scope=str(scope) if scope else None,
-        extra={k: v for k, v in body.items() if k not in STANDARD_FIELDS},
+        scope=_scope(body.get("scope")),
+        extra=_extra(body),
     )

@@ -1,12 +1,56 @@
-"""The one place that talks HTTP to providers: timeouts, User-Agent, TLS checks."""
+"""The one place that talks HTTP to providers: timeouts, a total deadline, a size cap,
+User-Agent, TLS checks.
+
+requests' timeouts bound each socket operation, not the request: an endpoint that
+sends one byte every few seconds never trips them and keeps a callback (or a refresh
+holding its row lock) busy for as long as it likes. So every request here runs under
+a watchdog that shuts the connection's socket down when ``TOKEN_REQUEST_DEADLINE``
+passes, wherever the request is (TLS handshake, headers or body), and the body is
+read in chunks, decompressed here with a bound, and refused past
+``MAX_RESPONSE_BYTES`` counted after decompression: a small gzip bomb never unpacks
+whole (issue #5, items 9 and 10).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import socket
+import threading
+import time
+import zlib
 from typing import Any
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .conf import app_settings
+
+#: Bytes read from the socket at a time; the deadline is checked between chunks.
+CHUNK_SIZE = 16 * 1024
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The whole request took longer than ``TOKEN_REQUEST_DEADLINE``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+class ResponseTooLarge(Exception):
+    """The answer is longer than ``MAX_RESPONSE_BYTES`` (after decompression)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer longer than {limit} bytes")
+        self.limit = limit
+
+
+class UndecodableResponse(Exception):
+    """The body's Content-Encoding is unknown or its compressed data is corrupt."""
 
 
 def user_agent() -> str:
@@ -16,6 +60,201 @@ def user_agent() -> str:
     return str(configured) if configured else f"django-oauth2-integrator/{__version__}"
 
 
+# --- the deadline --------------------------------------------------------------------
+
+
+class _Deadline:
+    """A watchdog that shuts down every socket of one request when time is up.
+
+    It keeps its own duplicate of each socket (``dup()``): shutting that down ends
+    the connection for the thread blocked reading the original too, and the
+    duplicate stays valid after ``ssl`` wraps (and detaches) the original.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.ends
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            duplicate = sock.dup()
+        except OSError:
+            return
+        with self._lock:
+            if not self.expired:
+                self._sockets.append(duplicate)
+                return
+        _shut(duplicate)
+        duplicate.close()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the other side
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "oauth2_integrator_deadline", default=None
+)
+
+
+def _watch(sock: socket.socket) -> socket.socket:
+    deadline = _current_deadline.get()
+    if deadline is not None:
+        deadline.watch(sock)
+    return sock
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watch(super()._new_conn())
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watch(super()._new_conn())
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {
+    "http": _WatchedHTTPConnectionPool,
+    "https": _WatchedHTTPSConnectionPool,
+}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter, with connections the deadline can see (proxies too)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            # SOCKS proxies keep their own pools: only the between-chunk check.
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+# --- reading a bounded body ----------------------------------------------------------
+
+
+class _Identity:
+    def feed(self, data: bytes, room: int) -> bytes:
+        return data
+
+
+class _Inflater:
+    """zlib with an output bound per call, so nothing unpacks past the limit.
+
+    Output short of the bound means all input was consumed, so nothing is left
+    pending for a flush (zlib's own ``flush()`` would be unbounded).
+    """
+
+    def __init__(self, wbits: int, *, raw_fallback: bool = False) -> None:
+        self._wbits = wbits
+        self._raw_fallback = raw_fallback
+        self._started = False
+        self._obj = zlib.decompressobj(wbits)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        out = b""
+        while data and len(out) < room:
+            try:
+                out += self._obj.decompress(data, room - len(out))
+            except zlib.error:
+                if self._started or not self._raw_fallback:
+                    raise
+                # "deflate" sent as a raw stream, without the zlib header.
+                self._raw_fallback = False
+                self._wbits = -zlib.MAX_WBITS
+                self._obj = zlib.decompressobj(self._wbits)
+                continue
+            self._started = True
+            if not (self._obj.eof and self._obj.unused_data):
+                break
+            # Another gzip member follows the first one.
+            data = self._obj.unused_data
+            self._obj = zlib.decompressobj(self._wbits)
+        return out
+
+
+def _decoder(content_encoding: str) -> _Identity | _Inflater:
+    codings = [
+        c.strip().lower()
+        for c in content_encoding.split(",")
+        if c.strip() and c.strip().lower() != "identity"
+    ]
+    if not codings:
+        return _Identity()
+    if codings in (["gzip"], ["x-gzip"]):
+        return _Inflater(16 + zlib.MAX_WBITS)
+    if codings == ["deflate"]:
+        return _Inflater(zlib.MAX_WBITS, raw_fallback=True)
+    shown = ", ".join(c[:20] for c in codings)[:60]
+    raise UndecodableResponse(
+        f"it used the content encoding {shown!r}, which was not asked for "
+        "(only gzip and deflate are accepted)"
+    )
+
+
+def _read_body(response: requests.Response, limit: int, deadline: _Deadline) -> bytes:
+    """At most ``limit`` bytes of decoded body, or ResponseTooLarge; never more in memory."""
+    declared = response.headers.get("Content-Length", "").strip()
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
+    if isinstance(decoder, _Identity) and declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(limit)
+    body = bytearray()
+    try:
+        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
+            if deadline.passed():
+                raise DeadlineExceeded(deadline.seconds)
+            body += decoder.feed(chunk, limit + 1 - len(body))
+            if len(body) > limit:
+                raise ResponseTooLarge(limit)
+    except zlib.error as exc:
+        raise UndecodableResponse("its compressed data is corrupt") from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(str(exc)) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise requests.ConnectionError(str(exc)) from exc
+    return bytes(body)
+
+
 def post(
     url: str,
     *,
@@ -23,13 +262,53 @@ def post(
     headers: dict[str, str] | None = None,
     auth: tuple[str, str] | None = None,
 ) -> requests.Response:
-    merged: dict[str, Any] = {"User-Agent": user_agent(), **(headers or {})}
-    return requests.post(
-        url,
-        data=data,
-        headers=merged,
-        auth=auth,
-        timeout=(float(app_settings.CONNECT_TIMEOUT), float(app_settings.READ_TIMEOUT)),
-        verify=app_settings.VERIFY_TLS,
-        allow_redirects=False,
-    )
+    """POST a form; the answer comes back fully read, within the deadline and the cap.
+
+    Raises ``DeadlineExceeded`` (a ``requests.Timeout``), ``ResponseTooLarge``,
+    ``UndecodableResponse``, or requests' own exceptions. Redirects are never
+    followed: a token request carries the code, the verifier and the client secret.
+    """
+    seconds = float(app_settings.TOKEN_REQUEST_DEADLINE)
+    limit = int(app_settings.MAX_RESPONSE_BYTES)
+    merged: dict[str, Any] = {
+        "User-Agent": user_agent(),
+        "Accept-Encoding": "gzip, deflate",
+        **(headers or {}),
+    }
+    deadline = _Deadline(seconds)
+    context = _current_deadline.set(deadline)
+    try:
+        with deadline, requests.Session() as session:
+            adapter = _WatchedAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            try:
+                response = session.post(
+                    url,
+                    data=data,
+                    headers=merged,
+                    auth=auth,
+                    timeout=(
+                        min(float(app_settings.CONNECT_TIMEOUT), seconds),
+                        min(float(app_settings.READ_TIMEOUT), seconds),
+                    ),
+                    verify=app_settings.VERIFY_TLS,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    body = _read_body(response, limit, deadline)
+                finally:
+                    response.close()
+            except (requests.RequestException, OSError) as exc:
+                if deadline.passed():
+                    raise DeadlineExceeded(seconds) from exc
+                raise
+            if deadline.expired:
+                # The watchdog cut the body short and the read ended "cleanly".
+                raise DeadlineExceeded(seconds)
+    finally:
+        _current_deadline.reset(context)
+    response._content = body
+    response._content_consumed = True  # type: ignore[attr-defined]
+    return response

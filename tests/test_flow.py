@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import logging
 import string
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
@@ -25,6 +27,17 @@ from .conftest import AUTHORIZE_URL, CLIENT_SECRET, TOKEN_URL
 REDIRECT = "https://site.example.test/oauth2/acme/callback/"
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
 
+# RFC 7636 Appendix B: a verifier and its S256 challenge, as printed there. Expected
+# challenges are never computed with the function under test.
+RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+RFC_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def s256_written_out(verifier: str) -> str:
+    """RFC 7636 §4.2 spelled out here: BASE64URL(SHA256(ASCII(verifier))), no "="."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").replace("=", "")
+
 
 def build(client: Any, **kwargs: Any) -> tuple[str, dict[str, list[str]]]:
     kwargs.setdefault("redirect_uri", REDIRECT)
@@ -37,7 +50,7 @@ def build(client: Any, **kwargs: Any) -> tuple[str, dict[str, list[str]]]:
 
 
 def test_authorization_url_has_the_rfc_6749_parameters(oauth_client):
-    url, query = build(oauth_client, code_verifier="v" * 43)
+    url, query = build(oauth_client, code_verifier=RFC_VERIFIER)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == AUTHORIZE_URL
     assert query == {
@@ -46,7 +59,7 @@ def test_authorization_url_has_the_rfc_6749_parameters(oauth_client):
         "redirect_uri": [REDIRECT],
         "scope": ["read write"],
         "state": ["the-state"],
-        "code_challenge": [flow.code_challenge("v" * 43)],
+        "code_challenge": [RFC_CHALLENGE],
         "code_challenge_method": ["S256"],
     }
 
@@ -107,10 +120,10 @@ def test_extras_never_replace_the_protocol_parameters(make_client, caplog):
             "prompt": "consent",
         }
     )
-    _, query = build(client, code_verifier="v" * 43)
+    _, query = build(client, code_verifier=RFC_VERIFIER)
     assert query["state"] == ["the-state"]
     assert query["redirect_uri"] == [REDIRECT]
-    assert query["code_challenge"] == [flow.code_challenge("v" * 43)]
+    assert query["code_challenge"] == [RFC_CHALLENGE]
     assert query["client_id"] == ["acme-client-id"]
     assert query["response_type"] == ["code"]
     assert query["prompt"] == ["consent"]
@@ -151,7 +164,8 @@ def test_login_sends_the_challenge_of_the_stored_verifier(
     query = start_login(operator_client)
     verifier = AuthorizationRequest.objects.get().code_verifier
     assert query["code_challenge_method"] == "S256"
-    assert query["code_challenge"] == flow.code_challenge(verifier)
+    assert query["code_challenge"] == s256_written_out(verifier)
+    assert len(query["code_challenge"]) == 43  # 32 octets, unpadded base64url
 
 
 # --- state and PKCE -------------------------------------------------------------
@@ -178,10 +192,16 @@ def test_pkce_s256_matches_rfc_7636_appendix_b():
     octets = [116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187]
     octets += [186, 22, 212, 37, 77, 105, 214, 191, 240, 91, 88, 5, 88, 83, 132, 141]
     octets += [121]
-    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-    assert base64.urlsafe_b64encode(bytes(octets)).rstrip(b"=").decode() == verifier
+    assert base64.urlsafe_b64encode(bytes(octets)).rstrip(b"=").decode() == RFC_VERIFIER
+    assert flow.code_challenge(RFC_VERIFIER) == RFC_CHALLENGE
+
+
+def test_pkce_s256_matches_an_independently_computed_value():
+    verifier = "x" * 20 + "-._~" + "0123456789" * 10  # 124 characters
+    assert flow.code_challenge(verifier) == s256_written_out(verifier)
+    # Fixed once with `printf vvv... | openssl dgst -sha256 -binary | basenc --base64url`.
     assert (
-        flow.code_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        flow.code_challenge("v" * 43) == "7w_YNF9DSfIdPf_pRjSq646_kPr-2-o9NAl16JGghdM"
     )
 
 
@@ -387,7 +407,7 @@ def test_form_encoded_token_response(oauth_client, token_endpoint):
     )
     token_set = exchange(oauth_client)
     assert token_set.access_token == "form-token-123"
-    assert token_set.token_type == "bearer"
+    assert token_set.token_type == "Bearer"  # RFC 6749 §7.1: case-insensitive
     assert token_set.scope == "repo,gist"
     assert token_set.expires_in == 28800
     assert token_set.refresh_token == "ghr_form"
@@ -499,6 +519,26 @@ def test_stored_expiry_and_extras_encrypted(oauth_client, token_endpoint):
             "HTTP 503",
         ),
         ({"status": 429, "body": ""}, "rate_limited", True, "HTTP 429"),
+        # Rate limiting says "later", whatever error code comes with it.
+        (
+            {"status": 429, "json": {"error": "slow_down"}},
+            "slow_down",
+            True,
+            "HTTP 429",
+        ),
+        # RFC 6749 §5.2: error is a string; anything else is a malformed answer.
+        (
+            {"status": 400, "json": {"error": ["invalid_grant"]}},
+            "invalid_response",
+            False,
+            "HTTP 400",
+        ),
+        (
+            {"status": 429, "json": {"error": "invalid_request"}},
+            "invalid_request",
+            True,
+            "HTTP 429",
+        ),
         (
             {"status": 200, "body": "<html>login</html>", "content_type": "text/html"},
             "invalid_response",
@@ -551,3 +591,345 @@ def test_token_endpoint_failures_are_classified(
     assert exc.client == "acme"
     assert "code-not-in-message-123" not in str(exc)
     assert CLIENT_SECRET not in str(exc)
+
+
+# --- redirects -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed(oauth_client, token_endpoint, status):
+    """The token POST carries the code, the verifier and the client secret."""
+    elsewhere = "https://user:hunter2-pw@other.example.test/steal"
+    token_endpoint.post(TOKEN_URL, status=status, headers={"Location": elsewhere})
+    token_endpoint.post(elsewhere, json=TOKEN_JSON)
+    token_endpoint.get(elsewhere, json=TOKEN_JSON)
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert len(token_endpoint.calls) == 1
+    assert info.value.error == "invalid_response"
+    assert info.value.transient is False
+    message = str(info.value)
+    assert f"redirect (HTTP {status}) to other.example.test" in message
+    assert "never redirected" in message
+    assert "hunter2" not in message
+    assert "/steal" not in message
+
+
+# --- token_type (RFC 6749 §7.1) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token_type", ["Bearer", "bearer", "BEARER", "bEaReR", None, ""]
+)
+def test_bearer_in_any_case_or_no_type_is_stored_as_bearer(
+    oauth_client, token_endpoint, token_type
+):
+    body = {**TOKEN_JSON, "token_type": token_type}
+    if token_type is None:
+        del body["token_type"]
+    token_endpoint.post(TOKEN_URL, json=body)
+    assert exchange(oauth_client).token_type == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "token_type",
+    [
+        "DPoP",
+        "dpop",
+        "MAC",
+        "N_A",
+        "Bearer2",
+        "x" * 500,
+        "Bear\x00er",
+        1,
+        True,
+        ["Bearer"],
+    ],
+)
+def test_other_token_types_are_refused(oauth_client, token_endpoint, token_type):
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "token_type": token_type})
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert info.value.error == "unsupported_token_type"
+    assert info.value.transient is False
+    message = str(info.value)
+    assert "can only use Bearer tokens" in message
+    assert "\x00" not in message
+    assert len(message) < 400
+    assert TOKEN_JSON["access_token"] not in message
+
+
+def test_refused_token_type_at_refresh_changes_nothing(
+    oauth_client, make_token, token_endpoint
+):
+    token = make_token(oauth_client, expires_at=timezone.now())
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "token_type": "DPoP"})
+    with pytest.raises(oauth2_integrator.OAuth2IntegratorError):
+        get_access_token("acme")
+    token.refresh_from_db()
+    assert token.access_token == "stored-access-token-AAAA-1111-BBBB"
+    assert token.token_type == "Bearer"
+
+
+# --- every value from the provider is checked before it leaves flow -------------
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"access_token": 12345678901234567890}, "access_token that is not a string"),
+        ({"access_token": {"a": 1}}, "access_token that is not a string"),
+        ({"access_token": ["a-token-value-1234"]}, "access_token that is not a string"),
+        ({"access_token": True}, "access_token that is not a string"),
+        ({"access_token": ""}, "without an access_token"),
+        ({"access_token": None}, "without an access_token"),
+        ({"access_token": "tok\x00en-value-123"}, "contains control characters"),
+        ({"access_token": "token\r\nX-Injected: 1"}, "contains control characters"),
+        ({"refresh_token": 1234567890123}, "refresh_token that is not a string"),
+        ({"refresh_token": {"nested": "r"}}, "refresh_token that is not a string"),
+        ({"refresh_token": "refresh\x00token-12"}, "contains control characters"),
+    ],
+)
+def test_unusable_token_values_are_refused(oauth_client, token_endpoint, change, words):
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, **change})
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert info.value.error == "invalid_response"
+    assert words in str(info.value)
+    assert "\x00" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("read write", "read write"),
+        (["read", "write"], "read write"),
+        ("read\x00write", "read write"),
+        ("read\x00", "read"),
+        ("  read\t\nwrite\x7f\x1b  ", "read write"),
+        ("repo,gist", "repo,gist"),
+        ("\x00", None),
+        ([], None),
+        ("", None),
+        # Not a string or a list of strings: ignored (the token is still good).
+        (42, None),
+        ({"read": True}, None),
+        (["read", 1], None),
+        (["read", ["nested"]], None),
+        (True, None),
+        ("s" * (flow.MAX_SCOPE_LENGTH + 1), None),
+    ],
+)
+def test_scope_is_fitted_or_ignored(oauth_client, token_endpoint, scope, expected):
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "scope": scope})
+    token_set = exchange(oauth_client)
+    assert token_set.scope == expected
+    assert token_set.access_token == TOKEN_JSON["access_token"]
+
+
+def test_an_ignored_scope_is_logged(oauth_client, token_endpoint, caplog):
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "scope": {"x": 1}})
+    with caplog.at_level(logging.WARNING, logger="oauth2_integrator"):
+        assert exchange(oauth_client).scope is None
+    assert "scope was ignored: it is a dict" in caplog.text
+
+
+def test_a_scope_with_nul_is_stored_on_postgresql(oauth_client, token_endpoint):
+    token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "scope": "read\x00write"})
+    token = store_token_set(oauth_client, exchange(oauth_client))
+    token.refresh_from_db()
+    assert token.scope == "read write"
+
+
+def test_extra_that_a_hook_cannot_store_is_refused(
+    oauth_client, token_endpoint, monkeypatch
+):
+    from oauth2_integrator.providers.base import ProviderProfile
+
+    def parse(self, client, response):
+        return {**TOKEN_JSON, "when": datetime.datetime(2020, 1, 1)}
+
+    monkeypatch.setattr(ProviderProfile, "parse_token_response", parse)
+    token_endpoint.post(TOKEN_URL, json=TOKEN_JSON)
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert "cannot be stored as JSON" in str(info.value)
+
+
+def test_a_hook_that_crashes_on_a_body_is_an_invalid_response(
+    oauth_client, token_endpoint, monkeypatch, caplog
+):
+    from oauth2_integrator.providers.base import ProviderProfile
+
+    def parse(self, client, response):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(ProviderProfile, "parse_token_response", parse)
+    token_endpoint.post(TOKEN_URL, json=TOKEN_JSON)
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert info.value.error == "invalid_response"
+    assert "could not be read" in str(info.value)
+    assert "KeyError" in caplog.text
+
+
+# --- deeply nested JSON (RecursionError) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,
+        '{"access_token": "a-token-value-1234", "x": '
+        + "[" * 50_000
+        + "]" * 50_000
+        + "}",
+        '{"access_token": "a-token-value-1234", "x": '
+        + '{"a":' * 5000
+        + "1"
+        + "}" * 5000
+        + "}",
+        '{"access_token": "a-token-value-1234", "x": ' + "[" * 33 + "]" * 33 + "}",
+    ],
+    ids=["open-brackets", "deep-array", "deep-object", "just-too-deep"],
+)
+def test_deeply_nested_json_is_an_invalid_response(oauth_client, body):
+    # A mock of its own: the shared fixture reads mocked bodies back after the test.
+    import responses
+
+    with responses.RequestsMock() as endpoint:
+        endpoint.post(TOKEN_URL, body=body, content_type="application/json")
+        with pytest.raises(TokenEndpointError) as info:
+            exchange(oauth_client)
+    assert info.value.error == "invalid_response"
+    assert "nested deeper than 32 levels" in str(info.value)
+
+
+def test_nesting_up_to_the_limit_is_accepted_and_storable(oauth_client, token_endpoint):
+    nested = "[" * 31 + '"]]]{{"' + "]" * 31  # brackets in strings do not count
+    body = '{"access_token": "a-token-value-1234", "x": ' + nested + "}"
+    token_endpoint.post(TOKEN_URL, body=body, content_type="application/json")
+    token_set = exchange(oauth_client)
+    token = store_token_set(oauth_client, token_set)
+    assert OAuth2Token.objects.get(pk=token.pk).extra["x"] == token_set.extra["x"]
+
+
+def test_a_hook_returning_deep_values_is_refused(
+    oauth_client, token_endpoint, monkeypatch
+):
+    from oauth2_integrator.providers.base import ProviderProfile
+
+    deep: Any = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+
+    def parse(self, client, response):
+        return {**TOKEN_JSON, "x": deep}
+
+    monkeypatch.setattr(ProviderProfile, "parse_token_response", parse)
+    token_endpoint.post(TOKEN_URL, json=TOKEN_JSON)
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(oauth_client)
+    assert "nested deeper than 32 levels" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "charset", ["utf-7", "rot13", "idna", "no-such-codec", "hex", "utf-8"]
+)
+def test_a_strange_charset_falls_back_to_utf_8(oauth_client, token_endpoint, charset):
+    token_endpoint.post(
+        TOKEN_URL,
+        body='{"access_token": "a-token-value-1234"}',
+        content_type=f"application/json; charset={charset}",
+    )
+    assert exchange(oauth_client).access_token == "a-token-value-1234"
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        ("[" * 32 + "]" * 32, False),
+        ("[" * 33 + "]" * 33, True),
+        ('{"a": "' + "[" * 40 + '"}', False),  # brackets in a string
+        ('{"a\\"[": "' + "{" * 40 + '"}', False),  # an escaped quote
+        ('{"a\\\\": ' + "[" * 33 + "]" * 33 + "}", True),  # an escaped backslash
+        ("[" * 1_000_000, True),
+    ],
+)
+def test_json_depth_is_measured_without_parsing(text, deep):
+    from oauth2_integrator.providers import base
+
+    assert base.json_too_deep(text) is deep
+    if deep:
+        with pytest.raises(base.JSONTooDeep):
+            base.load_json(text)
+
+
+# --- URLs with credentials are never printed ------------------------------------
+
+USERINFO_URL = "https://api-user:p4ssw0rd-in-url@auth.example.test:8443/oauth/token?k=v"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"status": 400, "json": {"error": "invalid_grant"}},
+        {"status": 503, "body": ""},
+        {"status": 200, "body": "<html></html>", "content_type": "text/html"},
+        {"status": 200, "json": {"token_type": "DPoP", "access_token": "x" * 20}},
+        {"body": requests.ConnectionError("refused")},
+        {"body": requests.Timeout("slow")},
+    ],
+)
+def test_an_endpoint_url_with_credentials_is_shown_as_host_and_port(
+    make_client, token_endpoint, caplog, kwargs
+):
+    client = make_client(token_endpoint=USERINFO_URL)
+    token_endpoint.post(USERINFO_URL, **kwargs)
+    with (
+        caplog.at_level(logging.DEBUG, logger="oauth2_integrator"),
+        pytest.raises(TokenEndpointError) as info,
+    ):
+        exchange(client)
+    message = str(info.value)
+    assert "auth.example.test:8443" in message
+    for text in (message, caplog.text):
+        assert "p4ssw0rd" not in text
+        assert "api-user" not in text
+        assert "k=v" not in text
+
+
+def test_token_request_repr_shows_no_credentials_of_the_url(make_client):
+    client = make_client(
+        token_endpoint=USERINFO_URL,
+        token_auth_method=TokenAuthMethod.CLIENT_SECRET_POST,
+    )
+    request = flow.refresh_request(client, refresh_token="refresh-token-value-123456")
+    shown = repr(request)
+    assert "auth.example.test:8443" in shown
+    assert "p4ssw0rd" not in shown
+    assert "api-user" not in shown
+    assert CLIENT_SECRET not in shown
+    assert "refresh-token-value-123456" not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "safe"),
+    [
+        (
+            "https://u:p@Host.Example:8443/t?x=1#f",
+            "host.example:8443",
+            "https://host.example:8443/t",
+        ),
+        ("https://u:p@[::1]:99/x", "[::1]:99", "https://[::1]:99/x"),
+        ("http://h.test", "h.test", "http://h.test"),
+        ("https://:pw@h.test/", "h.test", "https://h.test/"),
+        ("not a url", "(a URL without a host)", "(a URL without a host)"),
+        ("https://u:p@h.test:99999/", "(an unreadable URL)", "(an unreadable URL)"),
+    ],
+)
+def test_masking_shows_urls_without_userinfo(url, host, safe):
+    from oauth2_integrator.masking import safe_url, url_host
+
+    assert url_host(url) == host
+    assert safe_url(url) == safe

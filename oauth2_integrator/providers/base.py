@@ -7,6 +7,8 @@ read or write models; they receive a client and return data.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -15,6 +17,74 @@ if TYPE_CHECKING:
 
     from ..flow import TokenRequest
     from ..models import OAuth2Client
+
+#: Deepest nesting of arrays and objects accepted in a token endpoint's JSON. Real
+#: token responses nest two or three levels; Python's parser (and every later
+#: ``json.dumps`` of ``TokenSet.extra``) raises RecursionError at about a thousand
+#: (issue #5, item 8).
+MAX_JSON_DEPTH = 32
+
+#: What the depth scan looks at: brackets, and what starts or escapes a string.
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than ``MAX_JSON_DEPTH``; refused before it is parsed."""
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``text`` opens more than ``limit`` arrays/objects at once.
+
+    A linear scan of the text (brackets inside strings do not count), without
+    parsing it, so the check itself can neither recurse nor backtrack.
+    """
+    depth = 0
+    in_string = False
+    escaped_until = -1
+    for match in _JSON_SPECIAL.finditer(text):
+        position = match.start()
+        if position < escaped_until:
+            continue
+        char = match.group()
+        if in_string:
+            if char == "\\":
+                escaped_until = position + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` for untrusted text: JSONTooDeep or ValueError, never RecursionError."""
+    if json_too_deep(text):
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:  # pragma: no cover - the scan above prevents it
+        raise JSONTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
+
+
+def response_text(response: requests.Response) -> str:
+    """The body as text: the declared charset, else UTF-8, bad bytes replaced.
+
+    Not ``response.text``: without a charset it guesses the encoding from the
+    whole body, which is slow on a large hostile answer, and an unknown or
+    non-text codec name in the header must not raise.
+    """
+    content = response.content or b""
+    try:
+        text = content.decode(response.encoding or "utf-8", errors="replace")
+    except (LookupError, UnicodeError, TypeError):
+        text = content.decode("utf-8", errors="replace")
+    return text.removeprefix("\ufeff")
 
 
 class ProviderProfile:
@@ -66,15 +136,18 @@ class ProviderProfile:
         """The token endpoint's answer as a dict, or None when it is not one.
 
         RFC 6749 §5.1 says JSON; some providers answer form-encoded (GitHub without
-        ``Accept: application/json``), so both are read.
+        ``Accept: application/json``), so both are read. JSON nested too deeply raises
+        ``JSONTooDeep``, which ``flow`` turns into a clear error.
         """
         content_type = (
             response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         )
-        text = response.text.strip()
+        text = response_text(response).strip()
         if content_type.endswith("json") or text.startswith("{"):
             try:
-                body = response.json()
+                body = load_json(text)
+            except JSONTooDeep:
+                raise
             except ValueError:
                 return None
             return body if isinstance(body, dict) else None
