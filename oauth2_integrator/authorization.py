@@ -19,9 +19,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import flow
-from .exceptions import CallbackError, TokenEndpointError
-from .models import AuthorizationRequest, OAuth2Client, OAuth2Token
+from . import flow, providers
+from .exceptions import CallbackError, ConfigurationError, TokenEndpointError
+from .fields import reveal
+from .models import AuthorizationRequest, OAuth2Client, OAuth2Token, TokenAuthMethod
 from .tokens import store_token_set
 
 if TYPE_CHECKING:
@@ -52,14 +53,38 @@ def admin_url(client: OAuth2Client) -> str:
         return "/"
 
 
+def _fits_return_url_column(candidate: str) -> bool:
+    """The pending login stores the return URL; a value its column cannot hold must
+    not cost the login (PostgreSQL refuses overlong values and NUL characters)."""
+    max_length = AuthorizationRequest._meta.get_field("return_url").max_length
+    if max_length is not None and len(candidate) > max_length:
+        return False
+    return candidate.isprintable()
+
+
 def safe_return_url(
     request: HttpRequest, candidate: str | None, client: OAuth2Client
 ) -> str:
-    """Only same-site return URLs are honoured (no open redirect)."""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    """Only same-site return URLs are honoured (no open redirect); on an https
+    request only https ones. Anything else, or a URL too long or odd to store, falls
+    back to the client's admin page: the login itself goes on."""
+    if (
+        candidate
+        and url_has_allowed_host_and_scheme(
+            candidate,
+            allowed_hosts={request.get_host()},
+            require_https=request.is_secure(),
+        )
+        and _fits_return_url_column(candidate)
     ):
         return candidate
+    if candidate:
+        logger.info(
+            "Not returning to the requested page after authorizing OAuth2 client %r "
+            "(another site, plain http on an https site, or too long); the client's "
+            "admin page is used instead.",
+            client.name,
+        )
     return admin_url(client)
 
 
@@ -82,10 +107,26 @@ def begin(
 ) -> str:
     """Record a pending login and return the authorization endpoint URL to redirect to."""
     purge_stale_requests()
+    if client.token_auth_method != TokenAuthMethod.NONE:
+        # An undecryptable secret would fail the code exchange after the operator
+        # signed in at the provider: say so now, before sending them there.
+        reveal(
+            client.client_secret,
+            what=f"client secret of {client.name!r}",
+            client=client.name,
+        )
     state = flow.new_state()
     verifier = flow.new_code_verifier() if client.use_pkce else ""
     nonce = flow.new_nonce()
     redirect_uri = redirect_uri_for(request, client)
+    max_length = AuthorizationRequest._meta.get_field("redirect_uri").max_length
+    if max_length is not None and len(redirect_uri) > max_length:
+        raise ConfigurationError(
+            f"The redirect URI of {client.label} is longer than {max_length} "
+            "characters (is this site reached under an unusually long host name?). "
+            "Set a shorter redirect URI on the client.",
+            client=client.name,
+        )
     AuthorizationRequest.objects.create(
         state_hash=flow.hash_state(state),
         client=client,
@@ -151,9 +192,59 @@ def _claim(request: HttpRequest, name: str, state: str) -> AuthorizationRequest:
     return pending
 
 
+#: Parameters of an authorization response that must appear at most once
+#: (RFC 6749 §3.1: "MUST NOT be included more than once").
+SINGLE_PARAMS = ("state", "code", "error", "error_description", "error_uri", "iss")
+
+
+def _check_issuer(client: OAuth2Client, params: QueryDict, *, is_error: bool) -> None:
+    """RFC 9207 mix-up protection, applied before anything in the answer is used.
+
+    With the client's issuer set, an ``iss`` that differs is refused; a missing one
+    is refused too when the provider profile says the provider always sends it
+    (``ProviderProfile.sends_iss``: a profile flag for now; discovery's
+    ``authorization_response_iss_parameter_supported`` could set it later). An
+    error answer from an unexpected issuer is not shown: its words are untrusted.
+    """
+    if not client.issuer:
+        return
+    iss = params.get("iss")
+    if iss is None:
+        if not providers.get(client.provider).sends_iss:
+            return
+        problem = (
+            f"The answer carries no issuer (iss), but the provider of {client.label} "
+            f"always sends one and the client is registered with issuer "
+            f"{client.issuer!r}, so it may come from an unexpected issuer (RFC 9207 "
+            "mix-up protection)."
+        )
+    elif iss != client.issuer:
+        problem = (
+            f"The answer came from an unexpected issuer, "
+            f"{flow.clean_words(iss, 200)!r}, but {client.label} is registered with "
+            f"issuer {client.issuer!r} (RFC 9207 mix-up protection)."
+        )
+    else:
+        return
+    if is_error:
+        problem += " Its error message is not shown."
+    raise CallbackError(
+        f"{problem} Nothing was changed; start again with Authorize in the admin.",
+        client=client.name,
+        error="invalid_issuer",
+    )
+
+
 def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token, str]:
     """Finish a login from the provider's redirect (RFC 6749 §4.1.2)."""
     params: QueryDict = request.GET
+    repeated = [key for key in SINGLE_PARAMS if len(params.getlist(key)) > 1]
+    if repeated:
+        raise CallbackError(
+            f"The provider's answer repeats the parameter(s) {', '.join(repeated)}, "
+            "which may appear only once (RFC 6749 §3.1), so it was not used. Start "
+            "again with Authorize in the admin."
+        )
     state = params.get("state")
     if not state:
         raise CallbackError(
@@ -171,6 +262,7 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
         )
 
     error = params.get("error")
+    _check_issuer(client, params, is_error=error is not None)
     if error:
         description = flow.clean_words(params.get("error_description", ""))
         if error == "access_denied":
@@ -189,16 +281,6 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             message, client=client.name, error=error, description=description
         )
 
-    iss = params.get("iss")
-    if client.issuer and iss is not None and iss != client.issuer:
-        raise CallbackError(
-            f"The answer came from issuer {flow.clean_words(iss, 200)!r}, but {client.label} is "
-            f"registered with issuer {client.issuer!r} (RFC 9207 mix-up protection). "
-            "Nothing was changed.",
-            client=client.name,
-            error="invalid_issuer",
-        )
-
     code = params.get("code")
     if not code:
         raise CallbackError(
@@ -211,6 +293,8 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
         token_set = flow.exchange_code(
             client,
             code=code,
+            # The value sent in the authorization request, not one recomputed now:
+            # RFC 6749 §4.1.3 requires them to be identical.
             redirect_uri=pending.redirect_uri,
             code_verifier=pending.code_verifier or None,
         )

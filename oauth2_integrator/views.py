@@ -29,6 +29,31 @@ def can_authorize(request: HttpRequest) -> bool:
     )
 
 
+def is_operator(request: HttpRequest) -> bool:
+    """May this user read what went wrong (provider's words, host names, clients)?
+
+    Staff who can authorize clients or see them in the admin, where the same
+    details (``last_error``) are shown anyway. Everybody else gets a generic page.
+    """
+    user = request.user
+    return bool(
+        user.is_authenticated
+        and user.is_staff
+        and (
+            user.has_perm(app_settings.AUTHORIZE_PERMISSION)
+            or user.has_perm("oauth2_integrator.view_oauth2client")
+            or user.has_perm("oauth2_integrator.change_oauth2client")
+        )
+    )
+
+
+#: What a visitor who is not an operator reads when a callback fails.
+GENERIC_CALLBACK_PROBLEM = (
+    "This sign-in could not be completed here. If you are an administrator, sign in "
+    "to the admin of this site and start the authorization again from there."
+)
+
+
 def _problem(
     request: HttpRequest,
     title: str,
@@ -111,6 +136,28 @@ def login(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
+def _callback_problem(
+    request: HttpRequest, message: str, *, status: int, client_name: str
+) -> HttpResponse:
+    """The failed callback's page: the full story for operators, a generic one
+    (no client names, admin links or provider words) for everybody else."""
+    if is_operator(request):
+        known = (
+            OAuth2Client.objects.defer("client_secret").filter(name=client_name).first()
+        )
+        response = _problem(
+            request, "Authorization failed", message, status=status, client=known
+        )
+    else:
+        response = _problem(
+            request, "Authorization failed", GENERIC_CALLBACK_PROBLEM, status=status
+        )
+    # The caller logged what failed. Django's own "Bad Request" record
+    # would carry the request, whose query holds the state and the code.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 @never_cache
 def callback(request: HttpRequest, name: str) -> HttpResponse:
     """The redirection endpoint (RFC 6749 §3.1.2). Failures are pages, never HTTP 500."""
@@ -118,30 +165,16 @@ def callback(request: HttpRequest, name: str) -> HttpResponse:
         client, _token, return_url = authorization.complete(request, name)
     except CallbackError as exc:
         logger.warning("Authorization callback for %r failed: %s", name, exc)
-        known = (
-            OAuth2Client.objects.defer("client_secret")
-            .filter(name=exc.client or name)
-            .first()
-        )
-        return _problem(
-            request,
-            "Authorization failed",
-            str(exc),
-            status=exc.http_status,
-            client=known,
+        return _callback_problem(
+            request, str(exc), status=exc.http_status, client_name=exc.client or name
         )
     except OAuth2IntegratorError as exc:
-        # The site's own set-up is at fault (a missing encryption key, a removed
-        # provider profile): nothing the operator's browser sent, and nothing stored.
+        # The site's own set-up is at fault (a missing encryption key, an
+        # undecryptable client secret, a removed provider profile): nothing the
+        # operator's browser sent, and nothing stored.
         logger.warning("Authorization callback for %r failed: %s", name, exc)
-        return _problem(
-            request,
-            "Authorization failed",
-            f"{exc} Nothing was changed.",
-            status=503,
-            client=OAuth2Client.objects.defer("client_secret")
-            .filter(name=name)
-            .first(),
+        return _callback_problem(
+            request, f"{exc} Nothing was changed.", status=503, client_name=name
         )
     messages.success(request, f"{client.label} is connected.")
     return HttpResponseRedirect(return_url)

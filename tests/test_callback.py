@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -19,7 +20,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from oauth2_integrator.authorization import SESSION_KEY
 from oauth2_integrator.models import AuthorizationRequest, OAuth2Token
+from oauth2_integrator.views import GENERIC_CALLBACK_PROBLEM
 
 from .conftest import CLIENT_SECRET, TOKEN_URL, token_fields
 
@@ -159,7 +162,45 @@ def test_state_of_another_user(operator_client, login, caplog, token_endpoint):
 
 def test_state_of_an_anonymous_visitor(login, caplog, token_endpoint):
     response = callback(Client(), state=login["state"], code=CODE)
+    assert_failed_cleanly(response, login, caplog, says=GENERIC_CALLBACK_PROBLEM)
+    assert "another user" in caplog.text  # the operator reads why in the log
+    assert not token_endpoint.calls
+
+
+def test_state_of_another_user_in_the_same_browser_session(
+    operator_client, login, caplog, token_endpoint
+):
+    """Only the user check stops this one: the session binding matches.
+
+    Django keeps a session's data when the same user signs in again and flushes it
+    for another user, so the binding is copied into the other user's session, as
+    a shared browser profile or a session store that outlives a logout could.
+    """
+    intruder = User.objects.create_user("intruder", password="x", is_staff=True)
+    intruder.user_permissions.set(Permission.objects.filter(codename="authorize"))
+    browser = Client()
+    browser.force_login(intruder)
+    session = browser.session
+    session[SESSION_KEY] = operator_client.session[SESSION_KEY]
+    session.save()
+
+    response = callback(browser, state=login["state"], code=CODE)
     assert_failed_cleanly(response, login, caplog, says="another user")
+    assert not token_endpoint.calls
+    assert AuthorizationRequest.objects.get().used_at is None
+
+
+def test_anonymous_visitor_with_the_same_session_binding(
+    operator_client, login, caplog, token_endpoint
+):
+    browser = Client()
+    session = browser.session
+    session[SESSION_KEY] = operator_client.session[SESSION_KEY]
+    session.save()
+
+    response = callback(browser, state=login["state"], code=CODE)
+    assert_failed_cleanly(response, login, caplog, says=GENERIC_CALLBACK_PROBLEM)
+    assert "another user" in caplog.text
     assert not token_endpoint.calls
 
 
@@ -437,3 +478,229 @@ def test_an_unknown_provider_profile_is_a_clear_page_when_starting(
         "Unknown provider profile &#x27;retired-profile&#x27;"
         in response.content.decode()
     )
+
+
+# --- who reads the details (item 6) --------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["anonymous", "user_with_authorize", "staff_only"])
+def test_visitors_get_a_generic_page_without_client_names(
+    make_client, login, caplog, token_endpoint, who
+):
+    make_client(name="payroll", display_name="Payroll Secret Project")
+    browser = Client()
+    if who != "anonymous":
+        user = User.objects.create_user(who, password="x", is_staff=who == "staff_only")
+        if who == "user_with_authorize":
+            user.user_permissions.set(Permission.objects.filter(codename="authorize"))
+        browser.force_login(user)
+    for target in (CALLBACK, "/oauth2/payroll/callback/"):
+        response = browser.get(target, {"state": login["state"], "code": CODE})
+        page = response.content.decode()
+        assert response.status_code == 400
+        assert GENERIC_CALLBACK_PROBLEM in page
+        for internal in ("acme", "Acme API", "payroll", "Payroll", "/admin/"):
+            assert internal not in page
+    assert not token_endpoint.calls
+    assert token_fields(login["token"]) == login["before"]
+
+
+def test_operator_page_names_the_client_and_links_back(operator_client, login):
+    response = callback(operator_client, state="unknown-" + "y" * 40, code=CODE)
+    page = response.content.decode()
+    assert "unknown state" in page
+    assert "Back to Acme API (acme)" in page
+    assert "/admin/oauth2_integrator/oauth2client/" in page
+
+
+def test_failed_callback_leaves_django_s_request_log_alone(
+    operator_client, login, caplog
+):
+    """Django's "Bad Request" record carries the request, whose query holds the
+    state and the code; the app's own warning says what failed instead."""
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        callback(operator_client, state=login["state"], error="access_denied")
+    assert not [r for r in caplog.records if r.name == "django.request"]
+
+
+# --- the redirect URI sent at the exchange (RFC 6749 §4.1.3) -------------------------
+
+
+def test_exchange_sends_the_stored_redirect_uri_after_the_override_changed(
+    oauth_client, operator_client, login, token_endpoint
+):
+    oauth_client.redirect_uri = "https://changed.example.test/cb/acme"
+    oauth_client.save()
+    token_endpoint.post(TOKEN_URL, json=NEW_TOKENS)
+    assert callback(operator_client, state=login["state"], code=CODE).status_code == 302
+    sent = dict(parse_qsl(token_endpoint.calls[0].request.body))
+    assert sent["redirect_uri"] == "http://testserver/oauth2/acme/callback/"
+
+
+def test_exchange_sends_the_stored_redirect_uri_when_the_host_differs(
+    oauth_client, operator_client, token_endpoint
+):
+    started = operator_client.post("/oauth2/acme/login/", HTTP_HOST="localhost")
+    state = dict(parse_qsl(urlsplit(started["Location"]).query))["state"]
+    token_endpoint.post(TOKEN_URL, json=NEW_TOKENS)
+    response = operator_client.get(CALLBACK, {"state": state, "code": CODE})
+    assert response.status_code == 302
+    sent = dict(parse_qsl(token_endpoint.calls[0].request.body))
+    assert sent["redirect_uri"] == "http://localhost/oauth2/acme/callback/"
+
+
+# --- a client secret no configured key opens (item 7) --------------------------------
+
+
+def test_undecryptable_client_secret_at_the_callback_is_a_clear_503(
+    oauth_client, operator_client, login, caplog, token_endpoint, settings
+):
+    from cryptography.fernet import Fernet
+    from django.test import override_settings
+
+    gone = {
+        **settings.OAUTH2_INTEGRATOR,
+        "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+    }
+    with override_settings(OAUTH2_INTEGRATOR=gone):
+        oauth_client.save(update_fields=["client_secret"])
+
+    response = callback(operator_client, state=login["state"], code=CODE)
+    page = assert_failed_cleanly(
+        response, login, caplog, status=503, says="cannot be decrypted"
+    )
+    assert "Nothing was changed" in page
+    assert not token_endpoint.calls
+    anonymous = callback(Client(), state=login["state"], code=CODE)
+    assert anonymous.status_code == 400
+    assert "decrypted" not in anonymous.content.decode()
+
+
+# --- RFC 9207: iss ----------------------------------------------------------------------
+
+ISSUER = "https://auth.example.test"
+
+
+@pytest.fixture
+def iss_profile() -> Any:
+    """A test-only provider profile that always sends ``iss``."""
+    from oauth2_integrator.providers import registry
+    from oauth2_integrator.providers.base import ProviderProfile
+
+    @registry.register
+    class SendsIss(ProviderProfile):
+        key = "test-sends-iss"
+        name = "Sends iss (tests)"
+        sends_iss = True
+
+    yield SendsIss
+    registry._profiles.pop(SendsIss.key, None)
+
+
+@pytest.fixture
+def with_issuer(oauth_client) -> Any:
+    oauth_client.issuer = ISSUER
+    oauth_client.save()
+    return oauth_client
+
+
+def test_missing_iss_is_refused_when_the_provider_always_sends_it(
+    with_issuer, iss_profile, operator_client, login, caplog, token_endpoint
+):
+    with_issuer.provider = iss_profile.key
+    with_issuer.save()
+    response = callback(operator_client, state=login["state"], code=CODE)
+    assert_failed_cleanly(response, login, caplog, says="carries no issuer (iss)")
+    assert not token_endpoint.calls
+
+
+def test_matching_iss_completes_with_a_profile_that_sends_it(
+    with_issuer, iss_profile, operator_client, login, token_endpoint
+):
+    with_issuer.provider = iss_profile.key
+    with_issuer.save()
+    token_endpoint.post(TOKEN_URL, json=NEW_TOKENS)
+    response = callback(operator_client, state=login["state"], code=CODE, iss=ISSUER)
+    assert response.status_code == 302
+
+
+def test_missing_iss_is_accepted_when_the_profile_does_not_promise_it(
+    with_issuer, operator_client, login, token_endpoint
+):
+    token_endpoint.post(TOKEN_URL, json=NEW_TOKENS)
+    response = callback(operator_client, state=login["state"], code=CODE)
+    assert response.status_code == 302
+
+
+def test_missing_iss_is_accepted_without_a_registered_issuer(
+    oauth_client, iss_profile, operator_client, login, token_endpoint
+):
+    oauth_client.provider = iss_profile.key
+    oauth_client.save()
+    token_endpoint.post(TOKEN_URL, json=NEW_TOKENS)
+    response = callback(operator_client, state=login["state"], code=CODE)
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("profile", "iss"),
+    [("generic", "https://evil.example.test"), ("sends", None)],
+    ids=["mismatching_iss", "missing_iss_from_a_profile_that_sends_it"],
+)
+def test_error_answer_from_an_unexpected_issuer_is_not_echoed(
+    with_issuer,
+    iss_profile,
+    operator_client,
+    login,
+    caplog,
+    token_endpoint,
+    profile,
+    iss,
+):
+    if profile == "sends":
+        with_issuer.provider = iss_profile.key
+        with_issuer.save()
+    params = {
+        "state": login["state"],
+        "error": "access_denied",
+        "error_description": "Call +1-555-0100 and read out your password",
+    }
+    if iss is not None:
+        params["iss"] = iss
+    response = callback(operator_client, **params)
+    page = assert_failed_cleanly(response, login, caplog, says="unexpected issuer")
+    assert "555-0100" not in page
+    assert "555-0100" not in caplog.text
+    assert "was denied" not in page
+    assert not token_endpoint.calls
+
+
+def test_error_answer_from_the_right_issuer_is_shown(
+    with_issuer, iss_profile, operator_client, login, caplog
+):
+    with_issuer.provider = iss_profile.key
+    with_issuer.save()
+    response = callback(
+        operator_client,
+        state=login["state"],
+        error="access_denied",
+        error_description="The user said no.",
+        iss=ISSUER,
+    )
+    page = assert_failed_cleanly(response, login, caplog, says="was denied")
+    assert "The user said no." in page
+
+
+# --- repeated parameters (RFC 6749 §3.1) ---------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["state", "code", "iss", "error"])
+def test_repeated_parameters_are_refused(
+    operator_client, login, caplog, token_endpoint, key
+):
+    params = {"state": [login["state"]], "code": [CODE]}
+    params[key] = [*params.get(key, ["x-one"]), "x-two-" + "z" * 10]
+    response = operator_client.get(CALLBACK, params)
+    assert_failed_cleanly(response, login, caplog, says="repeats the parameter")
+    assert not token_endpoint.calls
+    assert AuthorizationRequest.objects.get().used_at is None

@@ -199,3 +199,95 @@ def test_each_login_gets_a_new_state(oauth_client, operator_client, start_login)
     states = {start_login(operator_client)["state"] for _ in range(5)}
     assert len(states) == 5
     assert AuthorizationRequest.objects.count() == 5
+
+
+# --- the return URL: long, odd, or plain http on an https site -----------------------
+
+
+@pytest.mark.parametrize("length", [2001, 2048])
+def test_a_long_return_url_is_kept(oauth_client, operator_client, start_login, length):
+    """Django accepts same-site URLs up to 2048 characters (PostgreSQL refused >2000)."""
+    prefix = "/needs-token/acme/?q="
+    long_url = prefix + "b" * (length - len(prefix))
+    start_login(operator_client, next=long_url)
+    assert AuthorizationRequest.objects.get().return_url == long_url
+
+
+def test_a_return_url_django_refuses_falls_back_without_losing_the_login(
+    oauth_client, operator_client, start_login
+):
+    too_long = "/needs-token/acme/?q=" + "c" * 2100
+    start_login(operator_client, next=too_long)
+    assert AuthorizationRequest.objects.get().return_url == admin_change_url(
+        oauth_client
+    )
+
+
+def test_a_return_url_longer_than_its_column_falls_back(
+    oauth_client, operator_client, start_login, monkeypatch
+):
+    """Should Django ever accept longer URLs than the column holds, the login goes on."""
+    field = AuthorizationRequest._meta.get_field("return_url")
+    monkeypatch.setattr(field, "max_length", 40)
+    start_login(operator_client, next="/needs-token/acme/?q=" + "d" * 20)
+    assert AuthorizationRequest.objects.get().return_url == admin_change_url(
+        oauth_client
+    )
+
+
+@pytest.mark.parametrize("odd", ["/needs-token/acme/?q=a\x00b", "/needs-\u2028token/"])
+def test_a_return_url_with_control_characters_falls_back(
+    oauth_client, operator_client, start_login, odd
+):
+    """PostgreSQL cannot store NUL; Django's check lets it through after the first
+    character."""
+    start_login(operator_client, next=odd)
+    assert AuthorizationRequest.objects.get().return_url == admin_change_url(
+        oauth_client
+    )
+
+
+def test_an_https_site_does_not_return_to_plain_http(oauth_client, operator_client):
+    for next_url, kept in [
+        ("http://localhost/needs-token/acme/", False),
+        ("https://localhost/needs-token/acme/", True),
+        ("/needs-token/acme/", True),
+    ]:
+        AuthorizationRequest.objects.all().delete()
+        response = operator_client.post(
+            LOGIN, {"next": next_url}, secure=True, HTTP_HOST="localhost"
+        )
+        assert response.status_code == 302
+        stored = AuthorizationRequest.objects.get().return_url
+        assert stored == (next_url if kept else admin_change_url(oauth_client))
+
+
+# --- a client secret no configured key opens (item 7) --------------------------------
+
+
+def test_undecryptable_client_secret_is_a_clear_503_before_the_provider(
+    oauth_client, operator_client, settings, caplog
+):
+    from cryptography.fernet import Fernet
+    from django.test import override_settings
+
+    gone = {
+        **settings.OAUTH2_INTEGRATOR,
+        "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+    }
+    with override_settings(OAUTH2_INTEGRATOR=gone):
+        oauth_client.save(update_fields=["client_secret"])
+
+    confirm = operator_client.get(LOGIN)
+    assert confirm.status_code == 200
+    response = operator_client.post(LOGIN)
+    assert response.status_code == 503
+    page = response.content.decode()
+    assert "Cannot start the login" in page
+    assert "client secret of &#x27;acme&#x27; cannot be decrypted" in page
+    assert not AuthorizationRequest.objects.exists()
+
+
+def test_public_client_starts_without_a_secret(make_client, operator_client):
+    make_client(client_secret="", token_auth_method="none")
+    assert operator_client.post(LOGIN).status_code == 302
