@@ -1,7 +1,9 @@
 """Settings of the example project, read from the environment (django-environ).
 
 Every value has a development default so ``python manage.py demo`` works on a fresh
-clone; a real deployment sets them all. The same site also serves a small
+clone; a real deployment sets them all. With ``DEBUG=False`` the site refuses to
+start on the public development encryption key: set
+``OAUTH2_INTEGRATOR_ENCRYPTION_KEYS``. The same site also serves a small
 authorization server built from django-oauth-toolkit under ``/demo-provider/``, so
 the whole OAuth 2.0 flow can be tried without a third-party account.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,11 +89,32 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "/static/"
 
-OAUTH2_INTEGRATOR = {
-    "ENCRYPTION_KEYS": env.list(
-        "OAUTH2_INTEGRATOR_ENCRYPTION_KEYS", default=[DEV_ONLY_ENCRYPTION_KEY]
-    ),
-}
+
+def _encryption_keys() -> list[str]:
+    """The configured keys; the public development key only while DEBUG is on."""
+    keys = env.list("OAUTH2_INTEGRATOR_ENCRYPTION_KEYS", default=[])
+    if not keys and DEBUG:
+        return [DEV_ONLY_ENCRYPTION_KEY]
+    if DEBUG:
+        return keys
+    if not keys:
+        problem = "is not set"
+    elif DEV_ONLY_ENCRYPTION_KEY in keys:
+        problem = "contains the example project's public development key"
+    else:
+        return keys
+    raise ImproperlyConfigured(
+        f"OAUTH2_INTEGRATOR_ENCRYPTION_KEYS {problem}, and DEBUG is off: tokens and "
+        "client secrets would be encrypted with a key anyone can read in this "
+        "project's source. Set OAUTH2_INTEGRATOR_ENCRYPTION_KEYS to your own key "
+        "(comma-separated, the first encrypts), generated with\n"
+        '  python -c "from cryptography.fernet import Fernet; '
+        'print(Fernet.generate_key().decode())"\n'
+        "or set DEBUG=True for local development."
+    )
+
+
+OAUTH2_INTEGRATOR = {"ENCRYPTION_KEYS": _encryption_keys()}
 
 # The demo authorization server (django-oauth-toolkit), mounted at /demo-provider/.
 # It follows RFC 9700 wherever a local http:// demo allows it.

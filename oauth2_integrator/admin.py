@@ -2,8 +2,13 @@
 
 Secrets stay write-only here: the client secret is typed, never shown back, and
 tokens appear only masked (``masking.mask``: at most the first and last four
-characters). Pending logins (``AuthorizationRequest``) are deliberately not
-registered: they hold nothing an operator should edit.
+characters). That holds for every permission: a staff user who may only *view*
+clients gets Django's read-only rendering, which would print the decrypted secret
+and stored URLs as they are, so for them those fields are replaced by display
+methods that mask the secret and drop a URL's ``user:password@``. A secret or
+token no configured key decrypts is said so, never a 500. Pending logins
+(``AuthorizationRequest``) are deliberately not registered: they hold nothing an
+operator should edit.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from django.utils.translation import gettext_lazy
 
 from . import providers
 from .exceptions import ConfigurationError, OAuth2IntegratorError
-from .forms import OAuth2ClientAdminForm
+from .fields import Undecryptable
+from .forms import URL_FIELDS, OAuth2ClientAdminForm
 from .masking import mask
 from .models import OAuth2Client, OAuth2Token
 from .status import describe, token_queryset
 from .tokens import refresh_access_token
+from .validators import redact_urls, strip_userinfo
 from .views import can_authorize
 
 logger = logging.getLogger("oauth2_integrator")
@@ -60,6 +67,38 @@ def when(moment: datetime.datetime, *, now: datetime.datetime | None = None) -> 
     else:
         relative = _("%(time)s ago") % {"time": timesince(moment, now)}
     return f"{shown} ({relative})"
+
+
+UNDECRYPTABLE_SECRET = gettext_lazy(
+    "The stored client secret of %(client)s cannot be decrypted with any key in "
+    "OAUTH2_INTEGRATOR['ENCRYPTION_KEYS'] (a key was removed, or the value is "
+    "damaged): logins and refreshes fail until it is fixed. Type the secret again "
+    "in “Client secret”, import it with `manage.py oauth2_import_clients`, or "
+    "restore the key."
+)
+UNDECRYPTABLE_TOKEN = gettext_lazy(
+    "cannot be decrypted with any key in OAUTH2_INTEGRATOR['ENCRYPTION_KEYS']: "
+    "restore the key, or authorize the client again"
+)
+
+
+def _secret_token_field(token: OAuth2Token, name: str) -> str:
+    """A token column masked, or a note when no key decrypts it (never a 500)."""
+    try:
+        return mask(getattr(token, name))
+    except ConfigurationError:
+        return str(UNDECRYPTABLE_TOKEN)
+
+
+def _shown_url(name: str) -> Any:
+    """A read-only display of a URL field without its ``user:password@``."""
+    label = str(getattr(OAuth2Client._meta.get_field(name), "verbose_name", name))
+
+    @admin.display(description=label[:1].upper() + label[1:])
+    def show(self: Any, obj: OAuth2Client) -> str:
+        return strip_userinfo(getattr(obj, name) or "")
+
+    return show
 
 
 @admin.register(OAuth2Client)
@@ -108,6 +147,12 @@ class OAuth2ClientAdmin(ClientAdminBase):
         gettext_lazy("Token (read-only)"),
         {"fields": readonly_fields},
     )
+    #: For users who may only view: field -> display method that hides secrets.
+    _view_only_fields = {
+        "client_secret": "client_secret_shown",
+        "clear_client_secret": None,
+        **{name: f"{name}_shown" for name in URL_FIELDS},
+    }
 
     def get_fieldsets(
         self, request: HttpRequest, obj: OAuth2Client | None = None
@@ -116,7 +161,7 @@ class OAuth2ClientAdmin(ClientAdminBase):
         if obj is not None:
             credentials += ("clear_client_secret",)
         credentials += ("token_auth_method", "use_pkce", "scope")
-        fieldsets = [
+        fieldsets: list[tuple[Any, dict[str, Any]]] = [
             self._main,
             (gettext_lazy("Credentials"), {"fields": credentials}),
             self._endpoints,
@@ -124,7 +169,33 @@ class OAuth2ClientAdmin(ClientAdminBase):
         ]
         if obj is not None:
             fieldsets.append(self._token)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Django renders every field of a view-only page from the model
+            # attribute: the decrypted secret and the stored URLs as they are.
+            fieldsets = [
+                (title, {**options, "fields": self._shown(options["fields"])})
+                for title, options in fieldsets
+            ]
         return fieldsets
+
+    def _shown(self, fields: tuple[str, ...]) -> tuple[str, ...]:
+        shown = (self._view_only_fields.get(name, name) for name in fields)
+        return tuple(name for name in shown if name)
+
+    # ------------------------------------------------- view-only rendering
+
+    @admin.display(description=gettext_lazy("Client secret"))
+    def client_secret_shown(self, obj: OAuth2Client) -> str:
+        secret = obj.client_secret
+        if isinstance(secret, Undecryptable):
+            return _("stored, but cannot be decrypted with any configured key")
+        return mask(secret) or _("not set")
+
+    authorization_endpoint_shown = _shown_url("authorization_endpoint")
+    token_endpoint_shown = _shown_url("token_endpoint")
+    revocation_endpoint_shown = _shown_url("revocation_endpoint")
+    issuer_shown = _shown_url("issuer")
+    redirect_uri_shown = _shown_url("redirect_uri")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuth2Client]:
         return (
@@ -156,12 +227,14 @@ class OAuth2ClientAdmin(ClientAdminBase):
     @admin.display(description=gettext_lazy("Access token"))
     def token_access_token(self, obj: OAuth2Client) -> str:
         token = current_token(obj)
-        return mask(token.access_token) if token else _("none")
+        return _secret_token_field(token, "access_token") if token else _("none")
 
     @admin.display(description=gettext_lazy("Refresh token"))
     def token_refresh_token(self, obj: OAuth2Client) -> str:
         token = current_token(obj)
-        return (mask(token.refresh_token) if token else "") or _("none")
+        return (_secret_token_field(token, "refresh_token") if token else "") or _(
+            "none"
+        )
 
     @admin.display(description=gettext_lazy("Token type"))
     def token_type(self, obj: OAuth2Client) -> str:
@@ -199,9 +272,11 @@ class OAuth2ClientAdmin(ClientAdminBase):
         token = current_token(obj)
         if token is None or not token.last_error:
             return ""
+        # Errors stored before URLs with credentials were refused may quote one.
+        error = redact_urls(token.last_error)
         if token.last_error_at is None:
-            return token.last_error
-        return f"{token.last_error} ({when(token.last_error_at)})"
+            return error
+        return f"{error} ({when(token.last_error_at)})"
 
     # ------------------------------------------------- add form pre-filling
 
@@ -237,6 +312,12 @@ class OAuth2ClientAdmin(ClientAdminBase):
     ) -> HttpResponse:
         context = dict(extra_context or {})
         obj = self.get_object(request, unquote(object_id))
+        if (
+            obj is not None
+            and request.method != "POST"
+            and isinstance(obj.client_secret, Undecryptable)
+        ):
+            messages.warning(request, UNDECRYPTABLE_SECRET % {"client": obj.label})
         if obj is not None and obj.enabled and can_authorize(request):
             token = current_token(obj)
             context["oauth2_authorize"] = {
@@ -248,6 +329,14 @@ class OAuth2ClientAdmin(ClientAdminBase):
                 "label": _("Re-authorize") if token is not None else _("Authorize"),
             }
         return super().change_view(request, object_id, form_url, context)
+
+    def save_model(
+        self, request: HttpRequest, obj: OAuth2Client, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if isinstance(obj.client_secret, Undecryptable):
+            # Kept as stored (the operator left the field blank): say it still fails.
+            messages.warning(request, UNDECRYPTABLE_SECRET % {"client": obj.label})
 
     # ------------------------------------------------------ Refresh now
 

@@ -35,8 +35,9 @@ DEFAULTS: dict[str, Any] = {
     # Wall-clock limit, in seconds, for one request to a token endpoint (connect,
     # send, headers and body together); a refresh never holds its row lock longer.
     "TOKEN_REQUEST_DEADLINE": 20.0,
-    # Seconds a get_access_token() waits for another worker's refresh of the same
-    # token before it returns the still-valid token or raises TokenRefreshError.
+    # Seconds a get_access_token() whose token has expired waits for another
+    # worker's refresh of it before raising TokenRefreshError (a caller whose
+    # token is still valid does not wait: it gets that token at once).
     "LOCK_WAIT_TIMEOUT": 5.0,
     # After a permanent refresh error other than invalid_grant (invalid_client,
     # unauthorized_client, invalid_scope, ...), the provider is not called again

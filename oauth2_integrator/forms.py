@@ -3,6 +3,12 @@
 The stored client secret never goes back to the browser, not even into a
 ``value`` attribute of a password input after a validation error: the page shows
 its masked form (``mask()``) and an empty field, and an empty field means "keep".
+A secret no configured key can decrypt (``fields.Undecryptable``) is said so on the
+page; an empty field keeps its ciphertext untouched (restoring the key restores
+it), a typed secret replaces it.
+
+A URL stored with credentials in it (``https://user:password@host``, refused since)
+is shown without them, so the page never prints them.
 """
 
 from __future__ import annotations
@@ -15,9 +21,20 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .fields import Undecryptable
 from .masking import mask
 from .models import OAuth2Client, TokenAuthMethod
 from .providers import registry
+from .validators import has_userinfo, strip_userinfo
+
+#: Fields that hold a URL, shown without their credentials (``user:pass@``).
+URL_FIELDS = (
+    "authorization_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "issuer",
+    "redirect_uri",
+)
 
 
 def _formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -74,7 +91,15 @@ class OAuth2ClientAdminForm(forms.ModelForm):
         # typed secret shows up as a change in the history ("Changed Client secret").
         self.initial["client_secret"] = ""
         stored = self.stored_secret
-        if stored:
+        if self.secret_is_undecryptable:
+            hint = gettext(
+                "The stored secret cannot be decrypted with any key in "
+                "OAUTH2_INTEGRATOR['ENCRYPTION_KEYS'] (a key was removed or the value "
+                "is damaged), so logins and refreshes fail. Type the secret again to "
+                "replace it, or restore the key. Leaving this blank keeps the stored "
+                "value as it is."
+            )
+        elif stored:
             hint = gettext(
                 "Stored (encrypted): %(masked)s. Leave blank to keep it; type a new "
                 "secret to replace it."
@@ -88,10 +113,56 @@ class OAuth2ClientAdminForm(forms.ModelForm):
         self.fields["client_secret"].help_text = hint
         if "provider" in self.fields and not self.instance.pk:
             self.fields["provider"].help_text = self._provider_links()
+        self._hide_stored_credentials()
 
     @property
     def stored_secret(self) -> str:
+        """The stored secret in clear, or ``""`` (also when it cannot be decrypted)."""
         return (self.instance.client_secret or "") if self.instance.pk else ""
+
+    @property
+    def secret_is_undecryptable(self) -> bool:
+        return bool(self.instance.pk) and isinstance(
+            self.instance.client_secret, Undecryptable
+        )
+
+    def _hide_stored_credentials(self) -> None:
+        """Stored URLs with ``user:password@`` are shown, and saved, without it."""
+        self.stripped_urls: list[str] = []
+        if not self.instance.pk:
+            return
+        for name in URL_FIELDS:
+            value = self.initial.get(name)
+            if name in self.fields and isinstance(value, str) and has_userinfo(value):
+                self.initial[name] = strip_userinfo(value)
+                self.stripped_urls.append(name)
+                self.fields[name].help_text = gettext(
+                    "The stored URL contained a user name and password, which are "
+                    "not shown and no longer accepted: saving stores the URL without "
+                    "them. Authenticate with the client ID and secret instead."
+                )
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  # the model's validators run here
+        # A refused URL with credentials is shown again without them.
+        refused = [
+            name
+            for name in URL_FIELDS
+            if name in self.errors and has_userinfo(str(self.data.get(name, "")))
+        ]
+        if refused:
+            data: Any = self.data
+            data = data.copy()  # a QueryDict from a request is immutable
+            for name in refused:
+                data[name] = strip_userinfo(str(data[name]))
+            self.data = data
+
+    @property
+    def changed_data(self) -> list[str]:
+        # A URL shown without its stored credentials is a change when saved,
+        # so the history records it.
+        changed = list(super().changed_data)
+        return changed + [n for n in self.stripped_urls if n not in changed]
 
     @staticmethod
     def _provider_links() -> str:
@@ -124,7 +195,12 @@ class OAuth2ClientAdminForm(forms.ModelForm):
                 _("Either type a new secret or tick “Clear secret”, not both."),
             )
             return cleaned
-        secret = "" if clear else typed or self.stored_secret
+        secret: str = "" if clear else typed or self.stored_secret
+        if not secret and not clear and self.secret_is_undecryptable:
+            # Kept as it is (its ciphertext is written back), not taken for a
+            # usable secret: the admin warns after saving.
+            cleaned["client_secret"] = self.instance.client_secret
+            return cleaned
         method = cleaned.get("token_auth_method")
         if method and method != TokenAuthMethod.NONE and not secret:
             label = TokenAuthMethod(method).label

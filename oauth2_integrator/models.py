@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
 from .fields import EncryptedJSONField, EncryptedTextField
+from .validators import validate_endpoint_url, validate_no_userinfo
 
 
 def provider_choices() -> list[tuple[str, str]]:
@@ -104,17 +105,26 @@ class OAuth2Client(models.Model):
     )
     client_id = models.CharField(max_length=500)
     client_secret = EncryptedTextField(blank=True, tolerate_undecryptable=True)
-    authorization_endpoint = models.URLField(max_length=2000)
-    token_endpoint = models.URLField(max_length=2000)
-    revocation_endpoint = models.URLField(max_length=2000, blank=True)
+    # validators.py: no credentials in a URL, no plain http:// outside loopback.
+    authorization_endpoint = models.URLField(
+        max_length=2000, validators=[validate_endpoint_url]
+    )
+    token_endpoint = models.URLField(
+        max_length=2000, validators=[validate_endpoint_url]
+    )
+    revocation_endpoint = models.URLField(
+        max_length=2000, blank=True, validators=[validate_endpoint_url]
+    )
     issuer = models.CharField(
         max_length=2000,
         blank=True,
+        validators=[validate_no_userinfo],
         help_text=_("When set, the callback's iss parameter must match it (RFC 9207)."),
     )
     redirect_uri = models.URLField(
         max_length=2000,
         blank=True,
+        validators=[validate_endpoint_url],
         help_text=_("Leave blank to use this site's callback URL for the client."),
     )
     scope = models.TextField(
@@ -146,6 +156,25 @@ class OAuth2Client(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def clean(self) -> None:
+        """Rules across fields, shared by the admin form and the import.
+
+        A public client (no secret) without PKCE lets anyone who intercepts the
+        authorization code redeem it: RFC 9700 §2.1.1 requires PKCE for it.
+        """
+        super().clean()
+        if self.token_auth_method == TokenAuthMethod.NONE and not self.use_pkce:
+            raise ValidationError(
+                {
+                    "use_pkce": _(
+                        "PKCE is required for a public client (token endpoint "
+                        "authentication “None”, RFC 9700): without a secret, PKCE "
+                        "is what stops an intercepted code from being redeemed. "
+                        "Turn PKCE on, or give the client a secret."
+                    )
+                }
+            )
 
     @property
     def label(self) -> str:
@@ -190,6 +219,19 @@ class OAuth2Token(models.Model):
     )
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("OAuth error code of the last failed refresh (invalid_client)."),
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "No refresh is attempted before this time (after a permanent error), "
+            "unless the client registration changes or the client is re-authorized."
+        ),
+    )
     extra = EncryptedJSONField(
         help_text=_("The rest of the token response (id_token, extras).")
     )
@@ -264,7 +306,8 @@ class AuthorizationRequest(models.Model):
     code_verifier = EncryptedTextField(blank=True)
     nonce = models.CharField(max_length=200, blank=True)
     redirect_uri = models.URLField(max_length=2000)
-    return_url = models.CharField(max_length=2000, blank=True)
+    # 2048: the longest URL Django's url_has_allowed_host_and_scheme() accepts.
+    return_url = models.CharField(max_length=2048, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
 

@@ -254,16 +254,25 @@ def test_changelist_reads_tokens_in_one_query(
     make_client: Callable[..., OAuth2Client],
     make_token: Callable[..., OAuth2Token],
 ) -> None:
-    def queries() -> int:
-        with CaptureQueriesContext(connection) as captured:
-            assert operator_client.get(CHANGELIST).status_code == 200
-        return len(captured)
-
-    make_token(make_client(name="one"))
-    few = queries()
-    for n in range(5):
-        make_token(make_client(name=f"more-{n}"))
-    assert queries() == few
+    """A page of six connected clients: exactly one query reads the token table,
+    and it loads no encrypted column."""
+    for n in range(6):
+        make_token(make_client(name=f"client-{n}"))
+    table = OAuth2Token._meta.db_table
+    with CaptureQueriesContext(connection) as captured:
+        response = operator_client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert len(re.findall(r"Connected, expires in", page_text(response))) == 6
+    token_reads = [
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].lstrip().upper().startswith("SELECT")
+        and f'FROM "{table}"' in query["sql"]
+    ]
+    assert len(token_reads) == 1, token_reads
+    selected = token_reads[0].split(" FROM ")[0].removeprefix("SELECT ").split(", ")
+    for column in ("access_token", "refresh_token", "extra"):
+        assert f'"{table}"."{column}"' not in selected
 
 
 def test_changelist_decrypts_nothing_so_it_works_when_a_key_is_missing(
@@ -877,3 +886,320 @@ def test_change_page_links_back_to_itself_after_login(
     form = authorize_form(page_text(operator_client.get(change_url(oauth_client))))
     assert form is not None
     assert urlsplit(form["inputs"]["next"]).path == change_url(oauth_client)
+
+
+# ------------------------------------------- view-only staff (issue 5, item 4)
+
+CREDENTIAL_URL = "https://svc-user:Pa55-in-the-URL-9Qz@auth.example.test/oauth/token"
+URL_PASSWORD = "Pa55-in-the-URL-9Qz"
+
+
+@pytest.fixture
+def view_only(db: Any) -> Client:
+    """Staff with only the view permission: Django renders every field read-only."""
+    user = User.objects.create_user("looker", password="looker-pass", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type=ContentType.objects.get_for_model(OAuth2Client),
+            codename="view_oauth2client",
+        )
+    )
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def history_url(client: OAuth2Client) -> str:
+    return reverse("admin:oauth2_integrator_oauth2client_history", args=[client.pk])
+
+
+def test_view_only_staff_sees_the_secret_masked_on_every_page(
+    view_only: Client,
+    operator_client: Client,
+    oauth_client: OAuth2Client,
+    connected: OAuth2Token,
+) -> None:
+    # A history entry that names the secret field, as a real change would.
+    operator_client.post(
+        change_url(oauth_client), form_data(oauth_client, client_secret=NEW_SECRET)
+    )
+    response = view_only.get(change_url(oauth_client))
+    assert response.status_code == 200
+    assert response.context["has_change_permission"] is False
+    text = page_text(response)
+    assert_no_leak(text, NEW_SECRET)
+    assert mask(NEW_SECRET) in text
+    assert re.search(r"Client secret:\s*</label>\s*<div class=\"readonly\">", text)
+    for secret in (ACCESS_TOKEN, REFRESH_TOKEN):
+        assert_no_leak(text, secret)
+    for url in (CHANGELIST, history_url(oauth_client)):
+        page = view_only.get(url)
+        assert page.status_code == 200
+        assert_no_leak(page_text(page), NEW_SECRET)
+    # Everything else a view-only user could open is refused.
+    delete = reverse(
+        "admin:oauth2_integrator_oauth2client_delete", args=[oauth_client.pk]
+    )
+    assert view_only.get(delete).status_code == 403
+    assert (
+        view_only.post(change_url(oauth_client), form_data(oauth_client)).status_code
+        == 403
+    )
+
+
+def test_view_only_page_shows_a_public_client_as_not_set(
+    view_only: Client, make_client: Callable[..., OAuth2Client]
+) -> None:
+    client = make_client(client_secret="", token_auth_method="none")
+    text = page_text(view_only.get(change_url(client)))
+    assert re.search(
+        r"Client secret:\s*</label>\s*<div class=\"readonly\">not set<", text
+    )
+
+
+# ------------------------------------- credentials in URLs (issue 5, item 5)
+
+
+def test_stored_url_credentials_are_never_shown(
+    view_only: Client,
+    operator_client: Client,
+    make_client: Callable[..., OAuth2Client],
+    make_token: Callable[..., OAuth2Token],
+) -> None:
+    """Rows stored before such URLs were refused: no page prints their userinfo."""
+    client = make_client(token_endpoint=CREDENTIAL_URL, issuer=CREDENTIAL_URL)
+    make_token(
+        client,
+        last_error=f"Could not reach {CREDENTIAL_URL}: timed out",
+        last_error_at=timezone.now(),
+    )
+    for browser in (view_only, operator_client):
+        response = browser.get(change_url(client))
+        assert response.status_code == 200
+        text = page_text(response)
+        assert URL_PASSWORD not in text
+        assert "svc-user" not in text
+        assert "https://auth.example.test/oauth/token" in text
+        assert "Could not reach https://***@auth.example.test/oauth/token" in text
+        assert URL_PASSWORD not in page_text(browser.get(CHANGELIST))
+
+
+def test_saving_a_stored_url_with_credentials_drops_them_and_says_so(
+    operator_client: Client, make_client: Callable[..., OAuth2Client]
+) -> None:
+    client = make_client(token_endpoint=CREDENTIAL_URL)
+    form = operator_client.get(change_url(client)).context["adminform"].form
+    assert form.initial["token_endpoint"] == "https://auth.example.test/oauth/token"
+    assert "user name and password" in str(form.fields["token_endpoint"].help_text)
+    response = operator_client.post(
+        change_url(client),
+        form_data(client, token_endpoint=form.initial["token_endpoint"]),
+    )
+    assert response.status_code == 302, page_text(response)
+    client.refresh_from_db()
+    assert client.token_endpoint == "https://auth.example.test/oauth/token"
+    entry = LogEntry.objects.get(object_id=str(client.pk), action_flag=CHANGE)
+    assert "Token endpoint" in entry.get_change_message()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        CREDENTIAL_URL,
+        "https://svc-user@auth.example.test/oauth/token",
+        "http://svc-user:Pa55-in-the-URL-9Qz@127.0.0.1:8000/token",
+    ],
+)
+@pytest.mark.parametrize(
+    "field", ["authorization_endpoint", "token_endpoint", "revocation_endpoint"]
+)
+def test_urls_with_credentials_are_refused_without_echoing_them(
+    operator_client: Client, oauth_client: OAuth2Client, field: str, url: str
+) -> None:
+    response = operator_client.post(
+        change_url(oauth_client), form_data(oauth_client, **{field: url})
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors[field]
+    assert "Remove the user name and password" in errors[0]
+    text = page_text(response)
+    assert URL_PASSWORD not in text
+    assert "svc-user" not in text
+    oauth_client.refresh_from_db()
+    assert getattr(oauth_client, field) != url
+
+
+def test_issuer_with_credentials_is_refused(
+    operator_client: Client, oauth_client: OAuth2Client
+) -> None:
+    response = operator_client.post(
+        change_url(oauth_client), form_data(oauth_client, issuer=CREDENTIAL_URL)
+    )
+    assert response.status_code == 200
+    assert "Remove the user name and password" in str(
+        response.context["adminform"].form.errors["issuer"]
+    )
+    assert URL_PASSWORD not in page_text(response)
+
+
+# ------------------------------------------ plain http:// (issue 5, item 16)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["authorization_endpoint", "token_endpoint", "revocation_endpoint", "redirect_uri"],
+)
+def test_plain_http_is_refused_outside_loopback(
+    operator_client: Client, oauth_client: OAuth2Client, field: str
+) -> None:
+    response = operator_client.post(
+        change_url(oauth_client),
+        form_data(oauth_client, **{field: "http://auth.example.test/x"}),
+    )
+    assert response.status_code == 200
+    assert "Use https://" in str(response.context["adminform"].form.errors[field])
+    assert "ALLOW_INSECURE_HTTP" in page_text(response)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "127.0.0.1", "127.8.9.10", "[::1]", "api.localhost"]
+)
+def test_plain_http_is_accepted_for_loopback(
+    operator_client: Client, oauth_client: OAuth2Client, host: str
+) -> None:
+    url = f"http://{host}:8123/demo-provider/token/"
+    response = operator_client.post(
+        change_url(oauth_client), form_data(oauth_client, token_endpoint=url)
+    )
+    assert response.status_code == 302, page_text(response)
+    oauth_client.refresh_from_db()
+    assert oauth_client.token_endpoint == url
+
+
+def test_plain_http_is_accepted_when_the_setting_allows_it(
+    operator_client: Client, oauth_client: OAuth2Client, settings: Any
+) -> None:
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "ALLOW_INSECURE_HTTP": True,
+    }
+    response = operator_client.post(
+        change_url(oauth_client),
+        form_data(oauth_client, token_endpoint="http://auth.example.test/token"),
+    )
+    assert response.status_code == 302, page_text(response)
+
+
+# ----------------------------------- public client needs PKCE (item 17)
+
+
+def test_public_client_without_pkce_is_refused(
+    operator_client: Client, oauth_client: OAuth2Client
+) -> None:
+    data = form_data(oauth_client, token_auth_method="none", clear_client_secret="on")
+    del data["use_pkce"]
+    response = operator_client.post(change_url(oauth_client), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["use_pkce"]
+    assert "PKCE is required for a public client" in errors[0]
+    oauth_client.refresh_from_db()
+    assert oauth_client.token_auth_method != "none"
+    # A confidential client may still switch PKCE off (some providers reject it).
+    data = form_data(oauth_client)
+    del data["use_pkce"]
+    assert operator_client.post(change_url(oauth_client), data).status_code == 302
+
+
+# ------------------------------------ undecryptable values (issue 5, item 7)
+
+LOST_KEY = "w3P8t4sF0k2c2l8G5tS5b0QWc0n9bJt0mY0lXq3yH1c="
+
+
+@pytest.fixture
+def lost_secret(make_client: Callable[..., OAuth2Client], settings: Any) -> Any:
+    """A client whose secret was encrypted with a key no longer configured."""
+    configured = settings.OAUTH2_INTEGRATOR
+    settings.OAUTH2_INTEGRATOR = {**configured, "ENCRYPTION_KEYS": [LOST_KEY]}
+    client = make_client()
+    settings.OAUTH2_INTEGRATOR = configured
+    return client
+
+
+def test_change_page_opens_and_explains_an_undecryptable_secret(
+    operator_client: Client, lost_secret: OAuth2Client
+) -> None:
+    response = operator_client.get(change_url(lost_secret))
+    assert response.status_code == 200
+    text = page_text(response)
+    assert "The stored client secret of Acme API (acme) cannot be decrypted" in text
+    assert "Type the secret again" in text
+    assert "Stored: not set" not in text
+    assert "Stored (encrypted)" not in text
+
+
+def test_blank_secret_keeps_an_undecryptable_one_untouched(
+    operator_client: Client, lost_secret: OAuth2Client
+) -> None:
+    stored = raw_secret(lost_secret)
+    response = operator_client.post(
+        change_url(lost_secret),
+        form_data(lost_secret, display_name="Renamed"),
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert not response.context.get("errors")
+    assert "cannot be decrypted" in page_text(response)  # warned after saving
+    lost_secret.refresh_from_db()
+    assert lost_secret.display_name == "Renamed"
+    assert raw_secret(lost_secret) == stored  # restoring the key restores it
+
+
+def test_typed_secret_replaces_an_undecryptable_one(
+    operator_client: Client, lost_secret: OAuth2Client
+) -> None:
+    response = operator_client.post(
+        change_url(lost_secret), form_data(lost_secret, client_secret=NEW_SECRET)
+    )
+    assert response.status_code == 302, page_text(response)
+    lost_secret.refresh_from_db()
+    assert lost_secret.client_secret == NEW_SECRET
+
+
+def test_clearing_an_undecryptable_secret_of_a_confidential_client_is_refused(
+    operator_client: Client, lost_secret: OAuth2Client
+) -> None:
+    stored = raw_secret(lost_secret)
+    response = operator_client.post(
+        change_url(lost_secret), form_data(lost_secret, clear_client_secret="on")
+    )
+    assert response.status_code == 200
+    assert "A client secret is required" in page_text(response)
+    assert raw_secret(lost_secret) == stored
+
+
+def test_view_only_page_says_the_secret_cannot_be_decrypted(
+    view_only: Client, lost_secret: OAuth2Client
+) -> None:
+    response = view_only.get(change_url(lost_secret))
+    assert response.status_code == 200
+    assert "cannot be decrypted with any configured key" in page_text(response)
+
+
+def test_change_page_opens_when_the_tokens_cannot_be_decrypted(
+    operator_client: Client,
+    oauth_client: OAuth2Client,
+    make_token: Callable[..., OAuth2Token],
+    settings: Any,
+) -> None:
+    configured = settings.OAUTH2_INTEGRATOR
+    settings.OAUTH2_INTEGRATOR = {**configured, "ENCRYPTION_KEYS": [LOST_KEY]}
+    make_token(oauth_client, access_token=ACCESS_TOKEN, refresh_token=REFRESH_TOKEN)
+    settings.OAUTH2_INTEGRATOR = configured
+    response = operator_client.get(change_url(oauth_client))
+    assert response.status_code == 200
+    text = page_text(response)
+    for label in ("Access token", "Refresh token"):
+        assert re.search(
+            label + r":\s*</label>\s*<div class=\"readonly\">cannot be decrypted", text
+        )
+    assert "authorize the client again" in text

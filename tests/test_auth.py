@@ -10,7 +10,7 @@ from django.utils import timezone
 from oauth2_integrator import AuthorizationRequired, OAuth2Auth
 from oauth2_integrator.models import OAuth2Token
 
-from .conftest import TOKEN_URL
+from .conftest import CLIENT_SECRET, TOKEN_URL
 
 API = "https://api.example.test/me"
 
@@ -60,5 +60,18 @@ def test_no_token_raises_before_anything_is_sent(oauth_client):
     assert not mock.calls
 
 
-def test_repr_shows_no_token():
-    assert repr(OAuth2Auth("acme")) == "OAuth2Auth('acme')"
+def test_repr_shows_no_token(oauth_client, make_token, token_endpoint):
+    """After it has put a real token on a request, the auth object still shows none."""
+    token = make_token(oauth_client)
+    auth = OAuth2Auth("acme")
+    token_endpoint.get(API, json={})
+    requests.get(API, auth=auth, timeout=5)
+    sent = token_endpoint.calls[0].request.headers["Authorization"]
+    assert sent == f"Bearer {token.access_token}"  # it did handle the token
+
+    shown = [repr(auth), str(auth), f"{auth!r}", repr(vars(auth))]
+    assert shown[0] == "OAuth2Auth('acme')"
+    for secret in (token.access_token, token.refresh_token, CLIENT_SECRET):
+        assert secret
+        for text in shown:
+            assert secret not in text

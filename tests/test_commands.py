@@ -265,3 +265,24 @@ def test_commands_have_help() -> None:
         result = run_manage(command, "--help")
         assert result.returncode == 0, result.stderr
         assert "usage:" in result.stdout
+
+
+def test_status_never_prints_the_credentials_of_a_url_in_a_stored_error(
+    make_client: Callable[..., OAuth2Client], make_token: Callable[..., OAuth2Token]
+) -> None:
+    """Errors stored before URLs with credentials were refused (issue 5, item 5)."""
+    url = "https://svc-user:Pa55-in-the-URL-9Qz@auth.example.test/oauth/token"
+    make_token(
+        make_client(name="leaky", token_endpoint=url),
+        last_error=f"Could not reach {url}: timed out",
+        last_error_at=timezone.now(),
+    )
+    table, _ = status()
+    data = json.loads(status("--json")[0])
+    for text in (table, json.dumps(data)):
+        assert "Pa55-in-the-URL-9Qz" not in text
+        assert "svc-user" not in text
+    assert data[0]["last_error"] == (
+        "Could not reach https://***@auth.example.test/oauth/token: timed out"
+    )
+    assert "https://***@auth.example.test" in table

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
+
 import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
@@ -95,9 +99,25 @@ def test_check_is_registered_and_quiet_when_keys_are_fine():
 
 
 def test_generate_key_hint_produces_a_working_key():
-    assert "Fernet.generate_key().decode()" in crypto.GENERATE_KEY_HINT
-    with keys(Fernet.generate_key().decode()):
+    """Run the command the messages tell an operator to run; use what it prints."""
+    argv = shlex.split(crypto.GENERATE_KEY_HINT)
+    assert argv[0] == "python"
+    # This interpreter stands in for the operator's `python` (it has cryptography).
+    result = subprocess.run(
+        [sys.executable, *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = result.stdout.strip()
+    assert key not in {TEST_KEY_NEW, TEST_KEY_OLD}
+    with keys(key):
         assert check_encryption_keys() == []
+        ciphertext = crypto.encrypt("päss wörd")
+        assert crypto.decrypt(ciphertext) == "päss wörd"
+    # It really was that key that encrypted it.
+    assert Fernet(key.encode()).decrypt(ciphertext.encode()).decode() == "päss wörd"
 
 
 # --- settings -------------------------------------------------------------------

@@ -403,3 +403,98 @@ def test_library_function_reports_problems_as_a_list(
     )
     assert outcome.created == ["acme"]
     assert OAuth2Client.objects.get(name="acme").client_secret == ENV_SECRET
+
+
+# --- issue 5: URL rules, PKCE for public clients, repairing a lost secret -------
+
+URL_PASSWORD = "Pa55-in-the-URL-9Qz"
+LOST_KEY = "w3P8t4sF0k2c2l8G5tS5b0QWc0n9bJt0mY0lXq3yH1c="
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://svc-user:{URL_PASSWORD}@auth.example.test/oauth/token",
+        "https://svc-user@auth.example.test/oauth/token",
+    ],
+)
+def test_urls_with_credentials_are_refused_without_echoing_them(
+    run: Callable[..., tuple[str, str]], url: str
+) -> None:
+    message = fail(run, [entry("acme", token_endpoint=url, revocation_endpoint=url)])
+    assert "[0] 'acme': token_endpoint: Remove the user name and password" in message
+    assert "[0] 'acme': revocation_endpoint: Remove the user name" in message
+    assert URL_PASSWORD not in message
+    assert "svc-user" not in message
+    assert not OAuth2Client.objects.exists()
+
+
+def test_plain_http_outside_loopback_is_refused(
+    run: Callable[..., tuple[str, str]],
+) -> None:
+    message = fail(
+        run,
+        [
+            entry("acme", authorization_endpoint="http://auth.example.test/authorize"),
+            entry("beta", redirect_uri="http://app.example.test/oauth2/cb/"),
+        ],
+    )
+    assert "[0] 'acme': authorization_endpoint: Use https://" in message
+    assert "[1] 'beta': redirect_uri: Use https://" in message
+    assert "ALLOW_INSECURE_HTTP" in message
+    assert not OAuth2Client.objects.exists()
+
+
+def test_plain_http_on_loopback_or_when_allowed_is_accepted(
+    run: Callable[..., tuple[str, str]], settings: Any
+) -> None:
+    run(
+        [
+            entry(
+                "demo",
+                authorization_endpoint="http://localhost:8000/demo-provider/authorize/",
+                token_endpoint="http://127.0.0.1:8000/demo-provider/token/",
+                redirect_uri="http://[::1]:8000/oauth2/demo/callback/",
+            )
+        ]
+    )
+    assert OAuth2Client.objects.get(name="demo").token_endpoint.startswith("http://")
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "ALLOW_INSECURE_HTTP": True,
+    }
+    run([entry("lab", token_endpoint="http://lab.internal/token")])
+    assert OAuth2Client.objects.filter(name="lab").exists()
+
+
+def test_public_client_without_pkce_is_refused(
+    run: Callable[..., tuple[str, str]],
+) -> None:
+    message = fail(run, [entry("public", token_auth_method="none", use_pkce=False)])
+    assert "[0] 'public': use_pkce: PKCE is required for a public client" in message
+    assert not OAuth2Client.objects.exists()
+    # The model rule, not only the form: a later change to the method is checked too.
+    run([entry("public", token_auth_method="client_secret_post", use_pkce=False)])
+    message = fail(run, [entry("public", token_auth_method="none", use_pkce=False)])
+    assert "use_pkce: PKCE is required" in message
+
+
+def test_import_replaces_a_secret_no_key_can_decrypt(
+    run: Callable[..., tuple[str, str]],
+    make_client: Callable[..., OAuth2Client],
+    settings: Any,
+) -> None:
+    configured = settings.OAUTH2_INTEGRATOR
+    settings.OAUTH2_INTEGRATOR = {**configured, "ENCRYPTION_KEYS": [LOST_KEY]}
+    client = make_client()
+    settings.OAUTH2_INTEGRATOR = configured
+    stored = raw_secret(client)
+
+    # A file without the secret keeps the stored ciphertext as it is.
+    out, _ = run([entry("acme", display_name="Renamed")])
+    assert "updated   acme (display_name)" in out
+    assert raw_secret(client) == stored
+
+    out, _ = run([entry("acme", display_name="Renamed", client_secret=FILE_SECRET)])
+    assert "updated   acme (client_secret)" in out
+    assert OAuth2Client.objects.get(name="acme").client_secret == FILE_SECRET

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from oauth2_integrator import (
     refresh_access_token,
 )
 from oauth2_integrator.exceptions import TokenEndpointError
+from oauth2_integrator.masking import mask
 from oauth2_integrator.models import AuthorizationRequest, OAuth2Client, OAuth2Token
 
 from .conftest import CLIENT_SECRET, TOKEN_URL
@@ -192,14 +194,35 @@ def test_no_secret_in_pages_or_exceptions(full_run):
 
 
 def test_no_secret_in_model_reprs(full_run):
-    objects = [
-        OAuth2Client.objects.get(),
-        OAuth2Token.objects.get(),
-        *AuthorizationRequest.objects.all(),
+    """Objects that hold the secrets in clear (loaded, and built in memory) show none."""
+    client = OAuth2Client.objects.get()
+    token = OAuth2Token.objects.get()
+    pending = list(AuthorizationRequest.objects.order_by("created_at"))
+    in_memory = OAuth2Token(
+        client=client,
+        access_token=ACCESS_1,
+        refresh_token=REFRESH_1,
+        extra={"id_token": ID_TOKEN},
+    )
+    # Each object really holds what must not be shown.
+    assert client.client_secret == CLIENT_SECRET
+    assert (token.access_token, token.refresh_token) == (ACCESS_2, REFRESH_2)
+    assert token.extra == {"id_token": ID_TOKEN}
+    assert [p.code_verifier for p in pending] == [
+        full_run["verifier"],
+        full_run["secrets"]["second code verifier"],
     ]
+    objects = [client, token, in_memory, token.client, *pending]
     for obj in objects:
-        assert_none_in(str(obj), full_run["secrets"], f"str({type(obj).__name__})")
-        assert_none_in(repr(obj), full_run["secrets"], f"repr({type(obj).__name__})")
+        name = type(obj).__name__
+        for text in (str(obj), repr(obj), f"{obj}", f"{obj!r}"):
+            assert_none_in(text, full_run["secrets"], f"str/repr of {name}")
+    for queryset in (
+        OAuth2Client.objects.all(),
+        OAuth2Token.objects.all(),
+        AuthorizationRequest.objects.all(),
+    ):
+        assert_none_in(repr(queryset), full_run["secrets"], repr(queryset.model))
 
 
 def test_no_secret_in_token_set_or_token_request_reprs(full_run):
@@ -224,3 +247,105 @@ def test_no_secret_in_token_set_or_token_request_reprs(full_run):
         for text in (str(obj), repr(obj), f"{obj}", f"{obj!r}"):
             assert_none_in(text, full_run["secrets"], type(obj).__name__)
     assert "https://site.test/cb" in repr(exchange)  # not a secret, kept readable
+
+
+# --- the suite-wide log guard (tests/conftest.py) fails a test that logs a secret ----
+
+INNER_TESTS = """
+import logging
+
+import pytest
+
+from oauth2_integrator import flow
+from oauth2_integrator.masking import mask
+from tests.conftest import CLIENT_SECRET, TOKEN_URL
+
+log = logging.getLogger("oauth2_integrator")
+
+
+def test_logs_the_client_secret():
+    log.warning("secret is %s", CLIENT_SECRET)
+
+
+def test_logs_a_value_it_registered(secret_values):
+    secret_values.add("my-own-secret-value-123", "mine")
+    log.info("value: my-own-secret-value-123")
+
+
+def test_logs_a_token_it_saved(make_client, make_token):
+    token = make_token(make_client(), access_token="access-of-this-test-only-42")
+    logging.getLogger("some.library").error("got %r", {"t": token.access_token})
+
+
+def test_logs_a_generated_state_in_a_traceback():
+    state = flow.new_state()
+    try:
+        raise ValueError(f"bad {state}")
+    except ValueError:
+        log.exception("failed")
+
+
+def test_logs_a_code_sent_to_the_token_endpoint(oauth_client, token_endpoint):
+    token_endpoint.post(TOKEN_URL, json={"access_token": "handed-out-token-77"})
+    flow.exchange_code(
+        oauth_client, code="the-code-of-this-test", redirect_uri="https://x.test/cb",
+        code_verifier=None,
+    )
+    log.debug("exchanged %s", "the-code-of-this-test")
+
+
+def test_logs_a_token_the_endpoint_handed_out(oauth_client, token_endpoint):
+    token_endpoint.post(TOKEN_URL, json={"access_token": "handed-out-token-77"})
+    flow.exchange_code(
+        oauth_client, code="another-code-0000", redirect_uri="https://x.test/cb",
+        code_verifier=None,
+    )
+    log.debug("got", extra={"body": {"access_token": "handed-out-token-77"}})
+
+
+def test_logs_only_masked_short_or_repetitive_values(
+    oauth_client, make_token, secret_values
+):
+    token = make_token(oauth_client)
+    secret_values.add("abc1234", "too short to tell from a word")
+    secret_values.add("0" * 12, "too repetitive to tell from a number")
+    log.warning("masked %s, short %s", mask(CLIENT_SECRET), "abc1234")
+    log.warning("masked %s, then %s", mask(token.access_token), "0" * 20)
+
+
+@pytest.mark.logs_secrets
+def test_opted_out():
+    log.warning("%s", CLIENT_SECRET)
+"""
+
+LEAKING = [
+    "test_logs_the_client_secret",
+    "test_logs_a_value_it_registered",
+    "test_logs_a_token_it_saved",
+    "test_logs_a_generated_state_in_a_traceback",
+    "test_logs_a_code_sent_to_the_token_endpoint",
+    "test_logs_a_token_the_endpoint_handed_out",
+]
+
+
+def test_the_log_guard_fails_a_test_that_logs_a_secret(pytester, monkeypatch):
+    """The autouse guard in tests/conftest.py, run on tests that leak and tests that do not."""
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", repo)
+    monkeypatch.setenv("TEST_DATABASE_URL", "sqlite:///:memory:")
+    pytester.makeini("[pytest]\nDJANGO_SETTINGS_MODULE = tests.settings\n")
+    pytester.makeconftest('pytest_plugins = ["tests.conftest"]\n')
+    pytester.makepyfile(test_inner=INNER_TESTS)
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rE", timeout=120)
+
+    result.assert_outcomes(passed=len(LEAKING) + 2, errors=len(LEAKING))
+    output = result.stdout.str()
+    errors = {
+        line.split("::")[1].split()[0]
+        for line in output.splitlines()
+        if line.startswith("ERROR test_inner.py::")
+    }
+    assert errors == set(LEAKING)
+    assert "A known secret reached the log" in output
+    assert f"[{mask(CLIENT_SECRET)}]" in output  # the report masks what it found

@@ -10,8 +10,7 @@ from oauth2_integrator import (
     refresh_access_token,
     signals,
 )
-from oauth2_integrator.flow import TokenSet
-from oauth2_integrator.tokens import store_token_set
+from oauth2_integrator.models import OAuth2Token
 
 from .conftest import TOKEN_URL
 
@@ -33,19 +32,54 @@ def received() -> Any:
         getattr(signals, name).disconnect(handler)
 
 
-def test_obtained_after_a_login(oauth_client, received):
-    token = store_token_set(oauth_client, TokenSet(access_token="a" * 20))
-    assert received == [("token_obtained", {"client": oauth_client, "token": token})]
+def test_obtained_after_a_login(
+    oauth_client, operator_client, start_login, token_endpoint, received
+):
+    """A whole login (start, provider's redirect back, code exchange) sends it once."""
+    state = start_login(operator_client)["state"]
+    token_endpoint.post(
+        TOKEN_URL,
+        json={
+            "access_token": "obtained-access-token-5e6f7a8b",
+            "refresh_token": "obtained-refresh-token-9c0d1e2f",
+            "expires_in": 3600,
+        },
+    )
+    assert received == []  # starting a login obtains nothing yet
+
+    done = operator_client.get(
+        "/oauth2/acme/callback/", {"state": state, "code": "login-code-3a4b5c6d"}
+    )
+
+    assert done.status_code == 302
+    [(name, kwargs)] = received
+    assert name == "token_obtained"
+    assert kwargs["client"] == oauth_client
+    stored = OAuth2Token.objects.get(client=oauth_client)
+    assert kwargs["token"] == stored
+    assert kwargs["token"].access_token == "obtained-access-token-5e6f7a8b"
+    assert kwargs["token"].refresh_token == "obtained-refresh-token-9c0d1e2f"
+
+
+def test_not_obtained_when_the_login_fails(
+    oauth_client, operator_client, start_login, token_endpoint, received
+):
+    state = start_login(operator_client)["state"]
+    token_endpoint.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    operator_client.get(
+        "/oauth2/acme/callback/", {"state": state, "code": "login-code-3a4b5c6d"}
+    )
+    assert received == []
 
 
 def test_refreshed(oauth_client, make_token, token_endpoint, received):
     make_token(oauth_client)
-    token_endpoint.post(TOKEN_URL, json={"access_token": "b" * 20})
+    token_endpoint.post(TOKEN_URL, json={"access_token": "refreshed-access-7d8e9f"})
     refresh_access_token("acme")
     [(name, kwargs)] = received
     assert name == "token_refreshed"
     assert kwargs["client"] == oauth_client
-    assert kwargs["token"].access_token == "b" * 20
+    assert kwargs["token"].access_token == "refreshed-access-7d8e9f"
 
 
 @pytest.mark.parametrize(

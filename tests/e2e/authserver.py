@@ -202,7 +202,9 @@ class AuthServer:
         for uri in redirect_uris:
             args += ["--redirect-uri", uri]
         if username:
-            args += ["--username", username, "--password", password or ""]
+            # "--password=value": a random password may begin with "-", which
+            # argparse would read as an option of its own.
+            args += ["--username", username, f"--password={password or ''}"]
         answer: dict[str, Any] = json.loads(self.manage(*args).strip().splitlines()[-1])
         return Application(
             client_id=answer["client_id"],

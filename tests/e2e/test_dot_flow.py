@@ -8,7 +8,9 @@ PKCE required, refresh tokens rotated with reuse protection, RFC 9207 ``iss``).
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -86,11 +88,17 @@ def test_login_consent_callback_stores_a_working_token(
     assert sent["client_id"] == provider.application.client_id
     assert sent["redirect_uri"] == f"http://testserver/oauth2/{CLIENT_NAME}/callback/"
     assert sent["scope"] == "read write"
-    assert sent["code_challenge_method"] == "S256"
-    assert len(sent["code_challenge"]) == 43
     back = login.callback_params
-    assert back["state"] == sent["state"]
-    assert back["iss"] == client.issuer  # RFC 9207, checked by the callback
+    pending = AuthorizationRequest.objects.get(
+        state_hash=flow.hash_state(back["state"])
+    )
+    # The challenge sent is S256 of the verifier kept for the callback (RFC 7636
+    # §4.2), computed here without the code under test.
+    expected = base64.urlsafe_b64encode(
+        hashlib.sha256(pending.code_verifier.encode("ascii")).digest()
+    )
+    assert sent["code_challenge_method"] == "S256"
+    assert sent["code_challenge"] == expected.rstrip(b"=").decode()
     assert back["code"]
 
     done = operator_client.get(login.callback_path)
@@ -120,9 +128,7 @@ def test_login_consent_callback_stores_a_working_token(
     assert me.json() == {"username": provider.resource_owner}
 
     # Nothing secret in clear: not in the database, not in the log.
-    pending = AuthorizationRequest.objects.get(
-        state_hash=flow.hash_state(back["state"])
-    )
+    pending.refresh_from_db()
     assert pending.used_at is not None
     secrets_seen = {
         "access token": token.access_token,
@@ -363,6 +369,50 @@ def test_an_answer_from_another_issuer_is_refused(
     assert answer.status_code == 400
     assert "RFC 9207" in answer.content.decode()
     assert not OAuth2Token.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("param", "changed_to", "says"),
+    [
+        ("iss", "https://attacker.example.test", "RFC 9207"),
+        ("state", "a-state-this-site-never-made-0123456789", "unknown state"),
+    ],
+)
+def test_the_callback_refuses_a_real_answer_with_a_changed_iss_or_state(
+    param: str,
+    changed_to: str,
+    says: str,
+    make_dot_client: Callable[..., OAuth2Client],
+    run_login: Callable[..., Login],
+    operator_client: Client,
+) -> None:
+    """The real provider's answer, one parameter changed: the callback's own checks.
+
+    DOT sends ``iss`` and echoes ``state``; what counts is that the callback compares
+    them with what it registered and stored, and spends nothing when they differ.
+    """
+    client = make_dot_client()
+    login = run_login(operator_client)
+    params = login.callback_params
+    assert params[param] != changed_to
+    pending = AuthorizationRequest.objects.get(
+        state_hash=flow.hash_state(params["state"])
+    )
+    tampered = {**params, param: changed_to}
+
+    answer = operator_client.get(f"/oauth2/{CLIENT_NAME}/callback/", tampered)
+
+    assert answer.status_code == 400
+    assert says in answer.content.decode()
+    assert not OAuth2Token.objects.exists()
+    # The code never reached the token endpoint: it is still unspent at the provider.
+    token_set = flow.exchange_code(
+        client,
+        code=params["code"],
+        redirect_uri=pending.redirect_uri,
+        code_verifier=pending.code_verifier,
+    )
+    assert token_set.access_token
 
 
 def test_a_wrong_client_secret_is_a_clear_400(

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...status import client_queryset, rows
+from ...validators import redact_urls
 
 COLUMNS = (
     ("name", "NAME"),
@@ -44,6 +45,9 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"No OAuth2 client named {', '.join(missing)}.")
         table = rows(clients)
+        for row in table:
+            # Errors stored before URLs with credentials were refused may quote one.
+            row["last_error"] = redact_urls(row["last_error"])
         if options["json"]:
             self.stdout.write(json.dumps(table, indent=2))
             return
