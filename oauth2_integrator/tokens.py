@@ -52,6 +52,9 @@ __all__ = ["get_access_token", "refresh_access_token", "store_token_set"]
 
 T = TypeVar("T")
 
+#: Encrypted token columns, which a new login overwrites without reading.
+_SECRET_COLUMNS = ("access_token", "refresh_token", "extra")
+
 #: ``last_error_code`` when the refreshed token could only be saved in part.
 STORAGE_ERROR = "storage_error"
 
@@ -622,8 +625,16 @@ def store_token_set(
     rest of the old response (an old ``id_token`` must not survive).
     """
     with transaction.atomic():
+        # Two logins finishing at once for a client without a token would both
+        # insert one: the client row's lock makes the second update the first's.
+        OAuth2Client.objects.select_for_update().filter(pk=client.pk).values_list(
+            "pk"
+        ).first()
+        # The old secrets are not read: a login must repair a token whose columns
+        # no configured key opens any more. Saving writes only what is assigned.
         token = (
             OAuth2Token.objects.select_for_update()
+            .defer(*_SECRET_COLUMNS)
             .filter(client=client, account=account)
             .first()
         )

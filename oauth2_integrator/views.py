@@ -6,6 +6,7 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -159,8 +160,14 @@ def _callback_problem(
 
 
 @never_cache
+@transaction.non_atomic_requests
 def callback(request: HttpRequest, name: str) -> HttpResponse:
-    """The redirection endpoint (RFC 6749 §3.1.2). Failures are pages, never HTTP 500."""
+    """The redirection endpoint (RFC 6749 §3.1.2). Failures are pages, never HTTP 500.
+
+    Not wrapped in ``ATOMIC_REQUESTS``: claiming the state and storing the tokens
+    commit on their own, so the pending login is not held locked (and its use
+    invisible) across the call to the token endpoint.
+    """
     try:
         client, _token, return_url = authorization.complete(request, name)
     except CallbackError as exc:

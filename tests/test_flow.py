@@ -734,6 +734,7 @@ def test_an_ignored_scope_is_logged(oauth_client, token_endpoint, caplog):
     assert "scope was ignored: it is a dict" in caplog.text
 
 
+@pytest.mark.postgres
 def test_a_scope_with_nul_is_stored_on_postgresql(oauth_client, token_endpoint):
     token_endpoint.post(TOKEN_URL, json={**TOKEN_JSON, "scope": "read\x00write"})
     token = store_token_set(oauth_client, exchange(oauth_client))

@@ -333,6 +333,7 @@ def assert_saved_in_part(token_before: OAuth2Token) -> OAuth2Token:
     return token
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     "fields",
     [
