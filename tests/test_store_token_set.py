@@ -7,6 +7,7 @@ finish at the same moment must both end in one token row, never in HTTP 500.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -75,10 +76,9 @@ def test_two_first_logins_at_once_end_in_one_token(oauth_client, monkeypatch):
 
     def save(self: OAuth2Token, *args: Any, **kwargs: Any) -> None:
         if self.pk is None:
-            try:  # with the lock, the other login cannot get here: give up waiting
+            # With the lock the other login cannot get here: stop waiting for it.
+            with contextlib.suppress(threading.BrokenBarrierError):
                 both_saving.wait()
-            except threading.BrokenBarrierError:
-                pass
         original_save(self, *args, **kwargs)
 
     monkeypatch.setattr(OAuth2Token, "save", save)
