@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,6 +46,17 @@ TOKEN_PROTOCOL_PARAMS = frozenset(
         "client_secret",
     }
 )
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL, without credentials, lower-cased."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url
+    return f"{parts.scheme.lower()}://{host}{port}"
 
 
 def _validate_params(value: Any, reserved: frozenset[str]) -> None:
@@ -157,6 +169,12 @@ class OAuth2Client(models.Model):
     def __str__(self) -> str:
         return self.display_name or self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        moved_from = self._token_server_moved_from()
+        super().save(*args, **kwargs)
+        if moved_from:
+            self._retire_tokens(moved_from)
+
     def clean(self) -> None:
         """Rules across fields, shared by the admin form and the import.
 
@@ -175,6 +193,38 @@ class OAuth2Client(models.Model):
                     )
                 }
             )
+
+    def _token_server_moved_from(self) -> str:
+        """The old token server (scheme://host:port) when this save changes it.
+
+        Tokens belong to the server that issued them: sending a refresh token (and
+        the client secret) to another one would hand them to whoever runs it, for
+        instance after a mistyped or malicious endpoint change in the admin.
+        """
+        if self.pk is None:
+            return ""
+        stored = (
+            OAuth2Client.objects.filter(pk=self.pk)
+            .values_list("token_endpoint", flat=True)
+            .first()
+        )
+        if stored is None or _origin(stored) == _origin(self.token_endpoint):
+            return ""
+        return _origin(stored)
+
+    def _retire_tokens(self, old_server: str) -> None:
+        message = (
+            f"The token endpoint moved from {old_server} to "
+            f"{_origin(self.token_endpoint)}: tokens issued by the old server are "
+            "never sent to the new one. Re-authorize the client."
+        )
+        self.tokens.filter(status=TokenStatus.ACTIVE).update(
+            status=TokenStatus.REAUTHORIZATION_REQUIRED,
+            last_error=message,
+            last_error_at=timezone.now(),
+            last_error_code="token_endpoint_changed",
+            next_attempt_at=None,
+        )
 
     @property
     def label(self) -> str:
