@@ -80,6 +80,21 @@ def make_token(db: Any) -> Callable[..., OAuth2Token]:
     return make
 
 
+def in_seconds(seconds: float) -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def expiring(oauth_client: OAuth2Client, make_token: Any) -> OAuth2Token:
+    """A token inside the default 300 s refresh margin, still valid."""
+    return make_token(oauth_client, expires_at=in_seconds(120))
+
+
+@pytest.fixture
+def expired(oauth_client: OAuth2Client, make_token: Any) -> OAuth2Token:
+    return make_token(oauth_client, expires_at=in_seconds(-60))
+
+
 @pytest.fixture
 def operator(db: Any) -> User:
     """A staff user who may view and change clients and start logins."""

@@ -7,7 +7,6 @@ ones need PostgreSQL's real row locks.
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
 from typing import Any
@@ -27,7 +26,7 @@ from oauth2_integrator import (
 )
 from oauth2_integrator.models import OAuth2Token, TokenStatus
 
-from .conftest import TOKEN_URL
+from .conftest import TOKEN_URL, in_seconds
 
 OLD_ACCESS = "stored-access-token-AAAA-1111-BBBB"
 REFRESHED = {
@@ -35,15 +34,6 @@ REFRESHED = {
     "refresh_token": "rotated-refresh-token-IIII-7777",
     "expires_in": 3600,
 }
-
-
-def in_seconds(seconds: float) -> datetime.datetime:
-    return timezone.now() + datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def expired(oauth_client, make_token) -> OAuth2Token:
-    return make_token(oauth_client, expires_at=in_seconds(-60))
 
 
 def change_row_after_the_unlocked_read(monkeypatch: Any, **fields: Any) -> None:

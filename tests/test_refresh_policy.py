@@ -27,7 +27,7 @@ from oauth2_integrator.models import OAuth2Client, OAuth2Token, TokenStatus
 from oauth2_integrator.status import describe
 from oauth2_integrator.tokens import store_token_set
 
-from .conftest import CLIENT_SECRET, TOKEN_URL
+from .conftest import CLIENT_SECRET, TOKEN_URL, in_seconds
 
 OLD_ACCESS = "stored-access-token-AAAA-1111-BBBB"
 OLD_REFRESH = "stored-refresh-token-CCCC-2222-DDDD"
@@ -37,20 +37,6 @@ NEW = {
     "token_type": "Bearer",
     "expires_in": 3600,
 }
-
-
-def in_seconds(seconds: float) -> datetime.datetime:
-    return timezone.now() + datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def expired(oauth_client, make_token) -> OAuth2Token:
-    return make_token(oauth_client, expires_at=in_seconds(-60))
-
-
-@pytest.fixture
-def expiring(oauth_client, make_token) -> OAuth2Token:
-    return make_token(oauth_client, expires_at=in_seconds(120))
 
 
 @pytest.fixture

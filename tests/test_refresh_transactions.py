@@ -7,7 +7,6 @@ On PostgreSQL, a refresh called inside ``transaction.atomic()`` or a view under
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from django.db import connection, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
-from django.utils import timezone
 
 from oauth2_integrator import AuthorizationRequired, get_access_token
 from oauth2_integrator.models import OAuth2Token, TokenStatus
@@ -37,13 +35,6 @@ ROTATED = {
 def _needs_postgresql() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("the separate refresh connection is used only with row locks")
-
-
-@pytest.fixture
-def expired(oauth_client, make_token) -> OAuth2Token:
-    return make_token(
-        oauth_client, expires_at=timezone.now() - datetime.timedelta(seconds=60)
-    )
 
 
 class CallerFailed(Exception):

@@ -23,7 +23,7 @@ from oauth2_integrator import (
 )
 from oauth2_integrator.models import OAuth2Token, TokenStatus
 
-from .conftest import CLIENT_SECRET, TOKEN_URL, token_fields
+from .conftest import CLIENT_SECRET, TOKEN_URL, in_seconds, token_fields
 
 OLD_ACCESS = "stored-access-token-AAAA-1111-BBBB"
 OLD_REFRESH = "stored-refresh-token-CCCC-2222-DDDD"
@@ -32,21 +32,6 @@ REFRESHED = {
     "token_type": "Bearer",
     "expires_in": 3600,
 }
-
-
-def in_seconds(seconds: float) -> datetime.datetime:
-    return timezone.now() + datetime.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def expiring(oauth_client, make_token) -> OAuth2Token:
-    """A token inside the default 300 s refresh margin, still valid."""
-    return make_token(oauth_client, expires_at=in_seconds(120))
-
-
-@pytest.fixture
-def expired(oauth_client, make_token) -> OAuth2Token:
-    return make_token(oauth_client, expires_at=in_seconds(-60))
 
 
 def sent_form(call: Any) -> dict[str, str]:
