@@ -262,7 +262,32 @@ def post(
     headers: dict[str, str] | None = None,
     auth: tuple[str, str] | None = None,
 ) -> requests.Response:
-    """POST a form; the answer comes back fully read, within the deadline and the cap.
+    """POST a form (see ``request``)."""
+    return request("POST", url, data=data, headers=headers, auth=auth)
+
+
+def get(
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """GET (discovery documents, key sets, GET-style token renewals; see ``request``)."""
+    return request("GET", url, params=params, headers=headers)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    data: dict[str, str] | None = None,
+    json: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> requests.Response:
+    """One request to a provider; the answer comes back fully read, within the
+    deadline and the cap.
 
     Raises ``DeadlineExceeded`` (a ``requests.Timeout``), ``ResponseTooLarge``,
     ``UndecodableResponse``, or requests' own exceptions. Redirects are never
@@ -283,9 +308,12 @@ def post(
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             try:
-                response = session.post(
+                response = session.request(
+                    method,
                     url,
                     data=data,
+                    json=json,
+                    params=params,
                     headers=merged,
                     auth=auth,
                     timeout=(
