@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import providers
+from .authorization import redirect_uri_for
 from .exceptions import ConfigurationError, OAuth2IntegratorError
 from .fields import Undecryptable
 from .forms import URL_FIELDS, OAuth2ClientAdminForm
@@ -106,7 +107,8 @@ class OAuth2ClientAdmin(ClientAdminBase):
     form = OAuth2ClientAdminForm
     list_display = ("name", "display_name", "provider", "status", "enabled")
     list_display_links = ("name", "display_name")
-    list_filter = ("provider", "enabled")
+    # Only the providers in use: the catalog offers well over a hundred.
+    list_filter = (("provider", admin.AllValuesFieldListFilter), "enabled")
     search_fields = ("name", "display_name")
     actions = ["refresh_now"]
     # Endpoints are https in practice; also Django 6's default for scheme-less input.
@@ -118,6 +120,8 @@ class OAuth2ClientAdmin(ClientAdminBase):
         "token_type",
         "token_scope",
         "token_expires_at",
+        "token_refresh_token_expires_at",
+        "token_provider_values",
         "token_obtained_at",
         "token_refreshed_at",
         "token_last_error",
@@ -255,6 +259,25 @@ class OAuth2ClientAdmin(ClientAdminBase):
             return _("no expiry given by the provider")
         return when(token.expires_at)
 
+    @admin.display(description=gettext_lazy("Refresh token expires at"))
+    def token_refresh_token_expires_at(self, obj: OAuth2Client) -> str:
+        token = current_token(obj)
+        moment = getattr(token, "refresh_token_expires_at", None) if token else None
+        return when(moment) if moment else ""
+
+    @admin.display(description=gettext_lazy("Values kept from the provider"))
+    def token_provider_values(self, obj: OAuth2Client) -> str:
+        """``callback_values`` / ``token_values`` (realmId, instance_url, ...): not
+        secret, shown so an operator can see which company or site is connected."""
+        token = current_token(obj)
+        values = getattr(token, "provider_values", None) if token else None
+        if not isinstance(values, dict) or not values:
+            return ""
+        return "; ".join(
+            f"{key} = {redact_urls(str(value))[:200]}"
+            for key, value in sorted(values.items())
+        )
+
     @admin.display(description=gettext_lazy("Obtained at"))
     def token_obtained_at(self, obj: OAuth2Client) -> str:
         token = current_token(obj)
@@ -318,6 +341,11 @@ class OAuth2ClientAdmin(ClientAdminBase):
             and isinstance(obj.client_secret, Undecryptable)
         ):
             messages.warning(request, UNDECRYPTABLE_SECRET % {"client": obj.label})
+        if obj is not None:
+            context["oauth2_callback"] = {
+                "url": redirect_uri_for(request, obj),
+                "override": bool(obj.redirect_uri),
+            }
         if obj is not None and obj.enabled and can_authorize(request):
             token = current_token(obj)
             context["oauth2_authorize"] = {
