@@ -67,9 +67,12 @@ class AuthServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    #: Signs the server's RS256 ID tokens (OIDC_RSA_PRIVATE_KEY), made per session.
+    oidc_private_key: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.log_path = self.workdir / "authserver.log"
+        self.oidc_private_key = _rsa_private_key_pem()
 
     # --- URLs -----------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class AuthServer:
                 filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])
             ),
             PYTHONUNBUFFERED="1",
+            E2E_OIDC_RSA_PRIVATE_KEY=self.oidc_private_key,
         )
         env.pop("DATABASE_URL", None)
         return env
@@ -212,6 +216,22 @@ class AuthServer:
             redirect_uris=answer["redirect_uris"],
         )
 
+    def enable_oidc(self, client_id: str, *, username: str, email: str) -> None:
+        """Let ``client_id`` sign RS256 ID tokens and give ``username`` an e-mail.
+
+        ``demo_provider_setup`` registers plain OAuth 2.0 applications (algorithm
+        blank); OpenID Connect needs the application's signing algorithm set.
+        """
+        script = (
+            "from django.contrib.auth import get_user_model\n"
+            "from oauth2_provider.models import get_application_model\n"
+            f"get_application_model().objects.filter(client_id={client_id!r})"
+            ".update(algorithm='RS256')\n"
+            f"get_user_model().objects.filter(username={username!r})"
+            f".update(email={email!r})\n"
+        )
+        self.manage("shell", "--no-imports", "-c", script)
+
     # --- the resource owner's side ----------------------------------------------------
 
     def sign_in(self, username: str, password: str) -> requests.Session:
@@ -308,3 +328,39 @@ def parse_forms(html: str) -> list[Form]:
     parser = _FormParser()
     parser.feed(html)
     return parser.forms
+
+
+def _rsa_private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+def __getattr__(name: str) -> Any:
+    """``ClaimsValidator``, made on first use (``OAUTH2_VALIDATOR_CLASS`` of the server).
+
+    Built lazily because it subclasses django-oauth-toolkit's validator, which only
+    the server process (where DOT is an installed app) can import.
+    """
+    if name != "ClaimsValidator":
+        raise AttributeError(name)
+    from oauth2_provider.oauth2_validators import OAuth2Validator
+
+    class ClaimsValidator(OAuth2Validator):  # type: ignore[misc]
+        """DOT's validator, with the standard claims ``email`` (scope email) and
+        ``preferred_username`` (scope profile) in ID tokens (OIDC Core §5.1)."""
+
+        def get_additional_claims(self, request: Any) -> dict[str, Any]:
+            return {
+                "email": request.user.email,
+                "preferred_username": request.user.get_username(),
+            }
+
+    globals()[name] = ClaimsValidator
+    return ClaimsValidator

@@ -24,7 +24,22 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 # django-oauth-toolkit checks client secrets with the default password hasher:
 # PBKDF2 costs about 0.5 s per token request, MD5 nothing (test-only, of course).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-OAUTH2_PROVIDER = {**_DEMO_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": 3600}
+OAUTH2_PROVIDER = {
+    **_DEMO_PROVIDER,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    # OpenID Connect with RS256 ID tokens (tests/e2e/test_oidc_flow.py). The key is
+    # made once per test session by AuthServer.env(); an application signs with it
+    # only when its algorithm is RS256 (AuthServer.enable_oidc).
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": os.environ.get("E2E_OIDC_RSA_PRIVATE_KEY", ""),
+    "OAUTH2_VALIDATOR_CLASS": "tests.e2e.authserver.ClaimsValidator",
+    "SCOPES": {
+        **_DEMO_PROVIDER["SCOPES"],
+        "openid": "Sign you in (OpenID Connect)",
+        "email": "Your e-mail address",
+        "profile": "Your user name",
+    },
+}
 
 LOGGING = {
     "version": 1,
