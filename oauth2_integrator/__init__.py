@@ -29,16 +29,17 @@ __all__ = [
     "TokenRefreshError",
     "__version__",
     "get_access_token",
+    "get_token_values",
     "refresh_access_token",
 ]
 
 if TYPE_CHECKING:
     from .auth import OAuth2Auth
-    from .tokens import get_access_token, refresh_access_token
+    from .tokens import get_access_token, get_token_values, refresh_access_token
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"get_access_token", "refresh_access_token"}:
+    if name in {"get_access_token", "get_token_values", "refresh_access_token"}:
         from . import tokens
 
         return getattr(tokens, name)

@@ -8,6 +8,7 @@ operator's explanation; an existing working token is never touched by a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -20,10 +21,15 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import flow, providers
-from .exceptions import CallbackError, ConfigurationError, TokenEndpointError
+from .exceptions import (
+    CallbackError,
+    ConfigurationError,
+    OAuth2IntegratorError,
+    TokenEndpointError,
+)
 from .fields import reveal
 from .models import AuthorizationRequest, OAuth2Client, OAuth2Token, TokenAuthMethod
-from .tokens import store_token_set
+from .tokens import TOKEN_ENDPOINT_VALUE, store_token_set
 
 if TYPE_CHECKING:
     from django.http import QueryDict
@@ -107,7 +113,8 @@ def begin(
 ) -> str:
     """Record a pending login and return the authorization endpoint URL to redirect to."""
     purge_stale_requests()
-    if client.token_auth_method != TokenAuthMethod.NONE:
+    config = providers.configure(client)
+    if config.token_auth_method != TokenAuthMethod.NONE:
         # An undecryptable secret would fail the code exchange after the operator
         # signed in at the provider: say so now, before sending them there.
         reveal(
@@ -116,7 +123,7 @@ def begin(
             client=client.name,
         )
     state = flow.new_state()
-    verifier = flow.new_code_verifier() if client.use_pkce else ""
+    verifier = flow.new_code_verifier() if config.use_pkce else ""
     nonce = flow.new_nonce()
     redirect_uri = redirect_uri_for(request, client)
     max_length = AuthorizationRequest._meta.get_field("redirect_uri").max_length
@@ -139,7 +146,7 @@ def begin(
     )
     logger.info("Starting authorization of OAuth2 client %r.", client.name)
     return flow.authorization_url(
-        client,
+        config,
         redirect_uri=redirect_uri,
         state=state,
         code_verifier=verifier or None,
@@ -197,32 +204,37 @@ def _claim(request: HttpRequest, name: str, state: str) -> AuthorizationRequest:
 SINGLE_PARAMS = ("state", "code", "error", "error_description", "error_uri", "iss")
 
 
-def _check_issuer(client: OAuth2Client, params: QueryDict, *, is_error: bool) -> None:
+def _check_issuer(
+    config: providers.ClientConfig, params: QueryDict, *, is_error: bool
+) -> None:
     """RFC 9207 mix-up protection, applied before anything in the answer is used.
 
     With the client's issuer set, an ``iss`` that differs is refused; a missing one
     is refused too when the provider profile says the provider always sends it
-    (``ProviderProfile.sends_iss``: a profile flag for now; discovery's
-    ``authorization_response_iss_parameter_supported`` could set it later). An
-    error answer from an unexpected issuer is not shown: its words are untrusted.
+    (the ``sends_iss`` option of its profile or provider options; discovery's
+    ``authorization_response_iss_parameter_supported`` may set it). The issuer is
+    the client's, else its profile's. An error answer from an unexpected issuer is
+    not shown: its words are untrusted.
     """
-    if not client.issuer:
+    client = config.client
+    issuer = config.issuer
+    if not issuer:
         return
     iss = params.get("iss")
     if iss is None:
-        if not providers.get(client.provider).sends_iss:
+        if not config.options.sends_iss:
             return
         problem = (
             f"The answer carries no issuer (iss), but the provider of {client.label} "
             f"always sends one and the client is registered with issuer "
-            f"{client.issuer!r}, so it may come from an unexpected issuer (RFC 9207 "
+            f"{issuer!r}, so it may come from an unexpected issuer (RFC 9207 "
             "mix-up protection)."
         )
-    elif iss != client.issuer:
+    elif iss != issuer:
         problem = (
             f"The answer came from an unexpected issuer, "
             f"{flow.clean_words(iss, 200)!r}, but {client.label} is registered with "
-            f"issuer {client.issuer!r} (RFC 9207 mix-up protection)."
+            f"issuer {issuer!r} (RFC 9207 mix-up protection)."
         )
     else:
         return
@@ -233,6 +245,85 @@ def _check_issuer(client: OAuth2Client, params: QueryDict, *, is_error: bool) ->
         client=client.name,
         error="invalid_issuer",
     )
+
+
+def _callback_values(
+    config: providers.ClientConfig, params: QueryDict
+) -> dict[str, object]:
+    """``callback_values``: callback parameters kept with the token (``realmId``)."""
+    kept: dict[str, object] = {}
+    for name in config.options.callback_values:
+        value = flow.kept_value(params.get(name))
+        if value is not None:
+            kept[name] = value
+    return kept
+
+
+def _chosen_token_endpoint(
+    config: providers.ClientConfig, params: QueryDict
+) -> str | None:
+    """The profile's ``token_endpoint_from_callback`` (Zoho's data centers)."""
+    try:
+        chosen = config.profile.token_endpoint_from_callback(config, params)
+    except OAuth2IntegratorError:
+        raise
+    except Exception as exc:
+        logger.warning(
+            "OAuth2 client %r: the %s profile could not read the callback (%s).",
+            config.client.name,
+            config.profile.key,
+            type(exc).__name__,
+        )
+        chosen = ""
+    if chosen is not None and (
+        not isinstance(chosen, str) or not chosen.startswith("https://")
+    ):
+        raise CallbackError(
+            f"The provider's answer for {config.client.label} names a token endpoint "
+            "this app does not send credentials to. Nothing was changed; start again "
+            "with Authorize.",
+            client=config.client.name,
+            error="invalid_token_endpoint",
+        )
+    return chosen or None
+
+
+def _validate(
+    config: providers.ClientConfig, token_set: flow.TokenSet, *, nonce: str
+) -> None:
+    """The profile's ``validate_token_set``; a crash there refuses the answer."""
+    try:
+        config.profile.validate_token_set(config, token_set, nonce=nonce)
+    except OAuth2IntegratorError:
+        raise
+    except Exception as exc:
+        logger.warning(
+            "OAuth2 client %r: the %s profile could not validate the token response "
+            "(%s).",
+            config.client.name,
+            config.profile.key,
+            type(exc).__name__,
+        )
+        raise TokenEndpointError(
+            "The token response could not be validated (the server log has the "
+            "details), so it was not used.",
+            client=config.client.name,
+            error="invalid_response",
+        ) from exc
+
+
+def _account_name(config: providers.ClientConfig, token_set: flow.TokenSet) -> str:
+    """The profile's ``account_name``; a failure there never costs the login."""
+    try:
+        name = config.profile.account_name(config, token_set)
+    except Exception as exc:
+        logger.warning(
+            "OAuth2 client %r: could not tell which account was connected (%s).",
+            config.client.name,
+            type(exc).__name__,
+        )
+        return ""
+    return flow.clean_words(name, 300) if isinstance(name, str) else ""
 
 
 def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token, str]:
@@ -260,9 +351,10 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             "authorize it again.",
             client=client.name,
         )
+    config = providers.configure(client)
 
     error = params.get("error")
-    _check_issuer(client, params, is_error=error is not None)
+    _check_issuer(config, params, is_error=error is not None)
     if error:
         description = flow.clean_words(params.get("error_description", ""))
         if error == "access_denied":
@@ -281,7 +373,14 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             message, client=client.name, error=error, description=description
         )
 
-    code = params.get("code")
+    code_param = config.options.code_param or "code"
+    if len(params.getlist(code_param)) > 1:
+        raise CallbackError(
+            f"The provider's answer repeats the parameter {code_param}, which may "
+            "appear only once (RFC 6749 §3.1), so it was not used. Start again with "
+            "Authorize in the admin."
+        )
+    code = params.get(code_param)
     if not code:
         raise CallbackError(
             f"The provider's answer for {client.label} has neither a code nor an error. "
@@ -289,15 +388,18 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             client=client.name,
         )
 
+    chosen_endpoint = _chosen_token_endpoint(config, params)
     try:
         token_set = flow.exchange_code(
-            client,
+            config,
             code=code,
             # The value sent in the authorization request, not one recomputed now:
             # RFC 6749 §4.1.3 requires them to be identical.
             redirect_uri=pending.redirect_uri,
             code_verifier=pending.code_verifier or None,
+            token_endpoint=chosen_endpoint,
         )
+        _validate(config, token_set, nonce=pending.nonce)
     except TokenEndpointError as exc:
         raise CallbackError(
             f"Could not obtain tokens for {client.label}: {exc} Nothing was changed; "
@@ -308,6 +410,12 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
             http_status=502 if exc.transient else 400,
         ) from exc
 
-    token = store_token_set(client, token_set)
+    kept = {**_callback_values(config, params), **token_set.provider_values}
+    if chosen_endpoint:
+        kept[TOKEN_ENDPOINT_VALUE] = chosen_endpoint
+    token_set = dataclasses.replace(token_set, provider_values=kept)
+    token = store_token_set(
+        client, token_set, account_name=_account_name(config, token_set)
+    )
     logger.info("OAuth2 client %r is authorized.", client.name)
     return client, token, pending.return_url or admin_url(client)

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import secrets
+import types
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +30,8 @@ from .exceptions import (
 from .fields import reveal
 from .masking import mask, url_host
 from .providers.base import MAX_JSON_DEPTH, JSONTooDeep
+from .providers.config import ClientConfig
+from .providers.options import VOCABULARY
 
 if TYPE_CHECKING:
     from .models import OAuth2Client
@@ -37,6 +40,11 @@ logger = logging.getLogger("oauth2_integrator")
 
 #: Token responses keep these; everything else goes to ``TokenSet.extra``.
 STANDARD_FIELDS = {"access_token", "token_type", "refresh_token", "expires_in", "scope"}
+
+#: The vocabulary's defaults: RFC 6749 as written.
+STANDARD_OPTIONS = types.SimpleNamespace(
+    **{name: option.default for name, option in VOCABULARY.items()}
+)
 
 #: Longer lifetimes (100 years) are read as "not said" rather than stored.
 MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
@@ -101,8 +109,22 @@ def _without_protocol_params(
     return {key: value for key, value in extras.items() if key not in protocol}
 
 
+def config_for(client: OAuth2Client | ClientConfig) -> ClientConfig:
+    """The resolved configuration; a ``ClientConfig`` passes through unchanged."""
+    if isinstance(client, ClientConfig):
+        return client
+    return providers.configure(client)
+
+
+def _renamed(params: dict[str, str], names: dict[str, str]) -> dict[str, str]:
+    """``param_names``: protocol parameters sent under the provider's own names."""
+    if not names:
+        return params
+    return {names.get(key, key): value for key, value in params.items()}
+
+
 def authorization_url(
-    client: OAuth2Client,
+    client: OAuth2Client | ClientConfig,
     *,
     redirect_uri: str,
     state: str,
@@ -113,28 +135,27 @@ def authorization_url(
 
     A query the endpoint already has (``?tenant=x``) is kept.
     """
-    profile = providers.get(client.provider)
+    config = config_for(client)
+    options = config.options
     params: dict[str, str] = {
         "response_type": "code",
-        "client_id": client.client_id,
+        "client_id": config.client.client_id,
         "redirect_uri": redirect_uri,
     }
-    if client.scopes:
-        params["scope"] = profile.scope_separator.join(client.scopes)
+    if config.scopes:
+        params["scope"] = options.scope_separator.join(config.scopes)
     params["state"] = state
     if code_verifier:
         params["code_challenge"] = code_challenge(code_verifier)
         params["code_challenge_method"] = "S256"
-    if nonce and "openid" in client.scopes:
+    if nonce and "openid" in config.scopes:
         params["nonce"] = nonce
-    extras = {
-        **_stringify(profile.extra_authorize_params),
-        **_stringify(client.extra_authorize_params or {}),
-    }
-    params.update(_without_protocol_params(client, extras, params))
-    params = profile.authorization_params(client, params)
+    extras = _stringify(options.authorize_params)
+    params.update(_without_protocol_params(config.client, extras, params))
+    params = _renamed(params, options.param_names)
+    params = config.profile.authorization_params(config, params)
 
-    parts = urlsplit(client.authorization_endpoint)
+    parts = urlsplit(config.authorization_endpoint)
     existing = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -155,13 +176,20 @@ class TokenRequest:
     data: dict[str, str]
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     auth: tuple[str, str] | None = None
+    #: "GET" sends ``data`` as the query (Instagram's ``ig_refresh_token``).
+    method: str = "POST"
+    #: Send ``data`` as a JSON body instead of a form (``token_request_format``).
+    json_body: bool = False
 
     def __repr__(self) -> str:
         shown = {
             k: (mask(v) if k not in {"grant_type", "redirect_uri", "scope"} else v)
             for k, v in self.data.items()
         }
-        return f"TokenRequest(host={url_host(self.url)!r}, data={shown!r})"
+        return (
+            f"TokenRequest(method={self.method!r}, host={url_host(self.url)!r}, "
+            f"data={shown!r})"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +205,12 @@ class TokenSet:
     #: When the request was sent: expiry counts from here (the provider's clock
     #: started before the answer arrived).
     requested_at: datetime.datetime | None = None
+    #: The refresh token's own lifetime in seconds, when the provider says it.
+    refresh_token_expires_in: int | None = None
+    #: ``expires_in`` was 0 and the profile reads that as "never expires".
+    never_expires: bool = False
+    #: Values kept with the token (``token_values``, ``callback_values``); not secret.
+    provider_values: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -194,9 +228,14 @@ def _secret(client: OAuth2Client) -> str:
     )
 
 
-def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
-    """Apply the client's token endpoint authentication (RFC 6749 §2.3.1)."""
-    method = client.token_auth_method
+def apply_client_auth(config: ClientConfig, request: TokenRequest) -> TokenRequest:
+    """Apply the client's token endpoint authentication (RFC 6749 §2.3.1).
+
+    ``param_names`` applies to the ``client_id`` / ``client_secret`` sent in the body.
+    """
+    client = config.client
+    method = config.token_auth_method
+    names = config.options.param_names
     if method == "client_secret_basic":
         # §2.3.1: id and secret are form-urlencoded *before* Basic encoding, so a
         # secret with ":" or non-ASCII characters survives.
@@ -205,31 +244,39 @@ def _client_auth(client: OAuth2Client, request: TokenRequest) -> TokenRequest:
             quote_plus(_secret(client)),
         )
     elif method == "client_secret_post":
-        request.data["client_id"] = client.client_id
-        request.data["client_secret"] = _secret(client)
+        request.data[names.get("client_id", "client_id")] = client.client_id
+        request.data[names.get("client_secret", "client_secret")] = _secret(client)
     else:
-        request.data["client_id"] = client.client_id
+        request.data[names.get("client_id", "client_id")] = client.client_id
     return request
 
 
-def _base_request(client: OAuth2Client, data: dict[str, str]) -> TokenRequest:
-    profile = providers.get(client.provider)
-    extras = {
-        **_stringify(profile.extra_token_params),
-        **_stringify(client.extra_token_params or {}),
-    }
-    data = {**data, **_without_protocol_params(client, extras, data)}
+def _base_request(
+    config: ClientConfig, data: dict[str, str], *, url: str, extra: dict[str, Any]
+) -> TokenRequest:
+    options = config.options
+    extras = _stringify({**options.token_params, **extra})
+    data = {**data, **_without_protocol_params(config.client, extras, data)}
     request = TokenRequest(
-        url=client.token_endpoint,
-        data=data,
-        headers={"Accept": "application/json"},
+        url=url,
+        data=_renamed(data, options.param_names),
+        headers={"Accept": "application/json", **options.token_headers},
+        json_body=options.token_request_format == "json",  # noqa: S105
     )
-    return _client_auth(client, request)
+    return apply_client_auth(config, request)
 
 
 def code_exchange_request(
-    client: OAuth2Client, *, code: str, redirect_uri: str, code_verifier: str | None
+    client: OAuth2Client | ClientConfig,
+    *,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+    token_endpoint: str | None = None,
 ) -> TokenRequest:
+    """The code exchange (RFC 6749 §4.1.3); ``token_endpoint`` overrides the
+    configured one (``token_endpoint_from_callback``)."""
+    config = config_for(client)
     data = {
         "grant_type": "authorization_code",
         "code": code,
@@ -237,33 +284,75 @@ def code_exchange_request(
     }
     if code_verifier:
         data["code_verifier"] = code_verifier
-    request = _base_request(client, data)
-    return providers.get(client.provider).prepare_token_request(client, request)
-
-
-def refresh_request(client: OAuth2Client, *, refresh_token: str) -> TokenRequest:
     request = _base_request(
-        client, {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        config, data, url=token_endpoint or config.token_endpoint, extra={}
     )
-    return providers.get(client.provider).prepare_refresh_request(client, request)
+    return config.profile.prepare_token_request(config, request)
+
+
+def refresh_request(
+    client: OAuth2Client | ClientConfig,
+    *,
+    refresh_token: str,
+    scope: str | None = None,
+    token_endpoint: str | None = None,
+) -> TokenRequest:
+    """A refresh (RFC 6749 §6). ``scope`` (space-separated) is sent only with
+    ``scope_on_refresh``; without it, the requested scope is sent."""
+    config = config_for(client)
+    options = config.options
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    if options.scope_on_refresh:
+        scopes = (scope or "").split() or config.scopes
+        if scopes:
+            data["scope"] = options.scope_separator.join(scopes)
+    request = _base_request(
+        config,
+        data,
+        url=token_endpoint or config.refresh_endpoint,
+        extra=options.refresh_params,
+    )
+    return config.profile.prepare_refresh_request(config, request)
 
 
 def exchange_code(
-    client: OAuth2Client, *, code: str, redirect_uri: str, code_verifier: str | None
+    client: OAuth2Client | ClientConfig,
+    *,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+    token_endpoint: str | None = None,
 ) -> TokenSet:
     """Steps D-E of RFC 6749 §4.1: trade the code for tokens."""
+    config = config_for(client)
     request = code_exchange_request(
-        client, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+        config,
+        code=code,
+        redirect_uri=redirect_uri,
+        code_verifier=code_verifier,
+        token_endpoint=token_endpoint,
     )
-    profile = providers.get(client.provider)
-    return _send(client, request, profile.parse_token_response)
+    return send(config, request, config.profile.parse_token_response)
 
 
-def refresh(client: OAuth2Client, *, refresh_token: str) -> TokenSet:
+def refresh(
+    client: OAuth2Client | ClientConfig,
+    *,
+    refresh_token: str,
+    scope: str | None = None,
+    token_endpoint: str | None = None,
+) -> TokenSet:
     """RFC 6749 §6: a new access token for a refresh token."""
-    request = refresh_request(client, refresh_token=refresh_token)
-    profile = providers.get(client.provider)
-    return _send(client, request, profile.parse_refresh_response)
+    config = config_for(client)
+    request = refresh_request(
+        config, refresh_token=refresh_token, scope=scope, token_endpoint=token_endpoint
+    )
+    return send(config, request, config.profile.parse_refresh_response)
+
+
+def renew(config: ClientConfig, request: TokenRequest) -> TokenSet:
+    """Send a profile's ``renewal_request`` (a token without a refresh token)."""
+    return send(config, request, config.profile.parse_refresh_response)
 
 
 def _host(url: str) -> str:
@@ -293,8 +382,28 @@ def _invalid(
 def _post(client: OAuth2Client, request: TokenRequest, host: str) -> requests.Response:
     """The HTTP exchange, every way it can fail turned into a TokenEndpointError."""
     try:
-        return transport.post(
-            request.url, data=request.data, headers=request.headers, auth=request.auth
+        if request.method.upper() == "GET":
+            return transport.request(
+                "GET",
+                request.url,
+                params=request.data,
+                headers=request.headers,
+                auth=request.auth,
+            )
+        if request.json_body:
+            return transport.request(
+                request.method.upper(),
+                request.url,
+                json=request.data,
+                headers=request.headers,
+                auth=request.auth,
+            )
+        return transport.request(
+            request.method.upper(),
+            request.url,
+            data=request.data,
+            headers=request.headers,
+            auth=request.auth,
         )
     except transport.DeadlineExceeded as exc:
         raise TransientTokenEndpointError(
@@ -332,12 +441,13 @@ def _post(client: OAuth2Client, request: TokenRequest, host: str) -> requests.Re
 
 
 def _parse(
-    client: OAuth2Client, response: requests.Response, parse: Any, host: str
+    config: ClientConfig, response: requests.Response, parse: Any, host: str
 ) -> Any:
     """The profile's parse hook, which must not turn a hostile body into a crash."""
+    client = config.client
     status = response.status_code
     try:
-        body = parse(client, response)
+        body = parse(config, response)
     except OAuth2IntegratorError:
         raise
     except JSONTooDeep as exc:
@@ -385,24 +495,63 @@ def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
+def _reported_error(body: dict[str, Any], options: Any) -> tuple[Any, Any] | None:
+    """(error, description) when the body reports an error, else None.
+
+    RFC 6749 §5.2 ``error``; ``ok_field`` false (Slack: ``"ok": false``, the code in
+    ``error``); ``errors_field`` a non-empty list (Fitbit ``errors[]``).
+    """
+    if body.get("error"):
+        return body.get("error"), body.get("error_description")
+    if options.ok_field and options.ok_field in body:
+        ok = body[options.ok_field]
+        if ok is False or (isinstance(ok, str) and ok.lower() == "false"):
+            return "invalid_response", f"{options.ok_field} is false"
+    if options.errors_field:
+        errors = body.get(options.errors_field)
+        if isinstance(errors, list) and errors:
+            first = errors[0]
+            if isinstance(first, dict):
+                code = first.get("errorType") or first.get("error") or first.get("code")
+                description = first.get("message") or first.get("error_description")
+                return (code if isinstance(code, str) and code else "error"), (
+                    description if isinstance(description, str) else ""
+                )
+            return "error", first if isinstance(first, str) else ""
+    return None
+
+
+def _at_path(body: Any, path: str) -> Any:
+    """``body["authed_user"]["access_token"]`` for ``"authed_user.access_token"``."""
+    for part in path.split("."):
+        if not isinstance(body, dict) or part not in body:
+            return None
+        body = body[part]
+    return body
+
+
+def send(config: ClientConfig, request: TokenRequest, parse: Any) -> TokenSet:
+    """Send a token request and read the answer with the client's vocabulary."""
+    client = config.client
+    options = config.options
     host = _host(request.url)
     grant = request.data.get("grant_type", "?")
     requested_at = timezone.now()
     response = _post(client, request, host)
     status = response.status_code
-    body = _parse(client, response, parse, host)
+    body = _parse(config, response, parse, host)
     logger.debug("Token endpoint %s answered HTTP %s to %s", host, status, grant)
 
-    if isinstance(body, dict) and body.get("error"):
+    reported = _reported_error(body, options) if isinstance(body, dict) else None
+    if reported is not None:
         # RFC 6749 §5.2: a string of printable ASCII; anything else is malformed.
-        raw_error = body.get("error")
+        raw_error, raw_description = reported
         error = (
             clean_words(raw_error, 100)
             if isinstance(raw_error, str)
             else "invalid_response"
         )
-        description = clean_words(body.get("error_description") or "", 300)
+        description = clean_words(raw_description or "", 300)
         detail = f": {description}" if description else ""
         exc_class = (
             TransientTokenEndpointError
@@ -448,13 +597,64 @@ def _send(client: OAuth2Client, request: TokenRequest, parse: Any) -> TokenSet:
         raise _invalid(
             client, host, status, f"HTTP {status} without an OAuth error code"
         )
+    token_body = body
+    if options.token_path:
+        token_body = _at_path(body, options.token_path)
+        if not isinstance(token_body, dict):
+            raise _invalid(
+                client,
+                host,
+                status,
+                f"HTTP {status} without the object {options.token_path!r} that holds "
+                "the token (token_path)",
+            )
+        # The rest of the answer (Slack's team, bot fields) is kept as extras,
+        # without the other object's secrets.
+        root = options.token_path.split(".")[0]
+        outer = {
+            k: v for k, v in body.items() if k != root and k not in STANDARD_FIELDS
+        }
+        token_body = {**outer, **token_body}
     try:
-        token_set = token_set_from(body)
+        token_set = token_set_from(token_body, options, requested_at=requested_at)
+        kept = _kept_values(options.token_values, body, token_body)
     except UnusableValue as exc:
         problem = _invalid(client, host, status, f"HTTP {status} {exc.what}")
         problem.error = exc.error
         raise problem from exc
-    return dataclasses.replace(token_set, requested_at=requested_at)
+    return dataclasses.replace(
+        token_set, requested_at=requested_at, provider_values=kept
+    )
+
+
+_send = send
+
+#: A kept value (``token_values``, ``callback_values``) longer than this is cut.
+MAX_KEPT_VALUE_LENGTH = 2000
+
+
+def kept_value(value: Any) -> str | int | float | bool | None:
+    """A value fit to keep with the token: a scalar, strings printable and capped."""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clean_words(value, MAX_KEPT_VALUE_LENGTH)
+    return None
+
+
+def _kept_values(
+    names: list[str], body: dict[str, Any], token_body: dict[str, Any]
+) -> dict[str, Any]:
+    """``token_values``: fields of the answer kept with the token (dotted paths)."""
+    kept = {}
+    for name in names:
+        value = _at_path(body, name)
+        if value is None:
+            value = _at_path(token_body, name)
+        fitted = kept_value(value)
+        if fitted is not None:
+            kept[name] = fitted
+    return kept
 
 
 def parse_expires_in(value: Any) -> int | None:
@@ -558,12 +758,59 @@ def _extra(body: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def token_set_from(body: dict[str, Any]) -> TokenSet:
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _lifetime(
+    body: dict[str, Any], options: Any, requested_at: datetime.datetime | None
+) -> tuple[int | None, bool]:
+    """(seconds until expiry or None, never_expires) from the vocabulary's fields.
+
+    The lifetime field first, then the absolute ``expires_at_field`` (epoch), in
+    ``expires_unit``; a ``0`` is "never" with ``zero_expires_means_never``, else
+    "not said", which falls back to ``default_expires_in``.
+    """
+    scale = 1000 if options.expires_unit == "milliseconds" else 1
+    raw = body.get(options.expires_in_field)
+    number = _number(raw)
+    if number is not None and number == 0 and options.zero_expires_means_never:
+        return None, True
+    seconds = parse_expires_in(number / scale) if number is not None else None
+    if seconds is None and options.expires_at_field:
+        at = _number(body.get(options.expires_at_field))
+        if at is not None and at > 0:
+            start = (requested_at or timezone.now()).timestamp()
+            seconds = parse_expires_in(at / scale - start)
+    if seconds is None and options.default_expires_in:
+        seconds = parse_expires_in(options.default_expires_in)
+    return seconds, False
+
+
+def token_set_from(
+    body: dict[str, Any],
+    options: Any = None,
+    *,
+    requested_at: datetime.datetime | None = None,
+) -> TokenSet:
     """A TokenSet from a token response, every value checked and fitted to its column.
 
     Everything here came from the provider and is untrusted (issue #5, item 2):
-    ``UnusableValue`` says what cannot be used.
+    ``UnusableValue`` says what cannot be used. ``options`` (the client's merged
+    vocabulary) says where the expiry fields are; without it, RFC 6749's names.
     """
+    if options is None:
+        options = STANDARD_OPTIONS
+    expires_in, never = _lifetime(body, options, requested_at)
+    refresh_lifetime = _number(body.get(options.refresh_token_expires_in_field))
+    scale = 1000 if options.expires_unit == "milliseconds" else 1
+    extra = _extra(body)
     return TokenSet(
         access_token=str(
             _token(body.get("access_token"), "access_token", required=True)
@@ -572,7 +819,13 @@ def token_set_from(body: dict[str, Any]) -> TokenSet:
         refresh_token=_token(
             body.get("refresh_token"), "refresh_token", required=False
         ),
-        expires_in=parse_expires_in(body.get("expires_in")),
+        expires_in=expires_in,
         scope=_scope(body.get("scope")),
-        extra=_extra(body),
+        extra=extra,
+        refresh_token_expires_in=(
+            parse_expires_in(refresh_lifetime / scale)
+            if refresh_lifetime is not None
+            else None
+        ),
+        never_expires=never,
     )

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .exceptions import ConfigurationError
 from .fields import Undecryptable
 from .masking import mask
 from .models import OAuth2Client, TokenAuthMethod
@@ -83,6 +84,7 @@ class OAuth2ClientAdminForm(forms.ModelForm):
             "redirect_uri",
             "extra_authorize_params",
             "extra_token_params",
+            "provider_options",
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,8 +113,8 @@ class OAuth2ClientAdminForm(forms.ModelForm):
                 "Stored encrypted and never shown again. Required unless public."
             )
         self.fields["client_secret"].help_text = hint
-        if "provider" in self.fields and not self.instance.pk:
-            self.fields["provider"].help_text = self._provider_links()
+        if "provider" in self.fields:
+            self.fields["provider"].help_text = self._provider_help()
         self._hide_stored_credentials()
 
     @property
@@ -164,6 +166,41 @@ class OAuth2ClientAdminForm(forms.ModelForm):
         changed = list(super().changed_data)
         return changed + [n for n in self.stripped_urls if n not in changed]
 
+    def _provider_help(self) -> str:
+        """The chosen profile's notes and documentation link; on the add page also
+        links that reload the form pre-filled from a profile (the provider select
+        does the same with a small script, see the change_form template)."""
+        parts: list[str] = []
+        key = (
+            self.instance.provider if self.instance.pk else self.initial.get("provider")
+        )
+        profile = None
+        if key:
+            try:
+                profile = registry.get(str(key))
+            except ConfigurationError:
+                profile = None
+        if profile is not None:
+            notes = getattr(profile, "notes", "")
+            docs = getattr(profile, "docs", "")
+            if notes:
+                parts.append(
+                    format_html('<span class="oauth2-provider-notes">{}</span>', notes)
+                )
+            if docs:
+                parts.append(
+                    format_html(
+                        '<a class="oauth2-provider-docs" href="{}" target="_blank" '
+                        'rel="noopener noreferrer">{}</a>',
+                        docs,
+                        gettext("%(provider)s documentation")
+                        % {"provider": profile.name},
+                    )
+                )
+        if not self.instance.pk:
+            parts.append(self._provider_links())
+        return format_html_join(" ", "{}", ((part,) for part in parts))
+
     @staticmethod
     def _provider_links() -> str:
         """Links that reload the add form pre-filled from a provider profile."""
@@ -172,7 +209,11 @@ class OAuth2ClientAdminForm(forms.ModelForm):
             '<a href="?provider={}">{}</a>',
             ((key, label) for key, label in registry.choices()),
         )
-        return format_html("{} {}", _("Pre-fill the endpoints from a profile:"), links)
+        return format_html(
+            "<details><summary>{}</summary>{}</details>",
+            _("Pre-fill the endpoints from a profile:"),
+            links,
+        )
 
     def _json_object(self, name: str) -> Any:
         # An emptied textarea means "no extra parameters", not NULL in the database.
@@ -184,6 +225,9 @@ class OAuth2ClientAdminForm(forms.ModelForm):
 
     def clean_extra_token_params(self) -> Any:
         return self._json_object("extra_token_params")
+
+    def clean_provider_options(self) -> Any:
+        return self._json_object("provider_options")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

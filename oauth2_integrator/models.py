@@ -88,6 +88,16 @@ def validate_token_params(value: Any) -> None:
     _validate_params(value, TOKEN_PROTOCOL_PARAMS)
 
 
+def validate_provider_options(value: Any) -> None:
+    """Per-client quirks: known vocabulary keys only, each of the right type."""
+    from .providers.options import OptionError, validate_options
+
+    try:
+        validate_options(value)
+    except OptionError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class TokenAuthMethod(models.TextChoices):
     """How the client authenticates at the token endpoint (RFC 6749 §2.3.1)."""
 
@@ -97,6 +107,18 @@ class TokenAuthMethod(models.TextChoices):
         _("In the request body (client_secret_post)"),
     )
     NONE = "none", _("None: public client")
+
+
+def _token_server(client: OAuth2Client) -> str:
+    """Origin of the token endpoint the client resolves to (its own, else its
+    profile's, templates filled), or of its own field when it does not resolve."""
+    from .exceptions import OAuth2IntegratorError
+    from .providers.config import configure
+
+    try:
+        return _origin(configure(client, hooks=False).token_endpoint)
+    except (OAuth2IntegratorError, ValueError, TypeError):
+        return _origin(client.token_endpoint)
 
 
 class OAuth2Client(models.Model):
@@ -118,11 +140,12 @@ class OAuth2Client(models.Model):
     client_id = models.CharField(max_length=500)
     client_secret = EncryptedTextField(blank=True, tolerate_undecryptable=True)
     # validators.py: no credentials in a URL, no plain http:// outside loopback.
+    # Blank: from the provider profile (or OpenID Connect discovery).
     authorization_endpoint = models.URLField(
-        max_length=2000, validators=[validate_endpoint_url]
+        max_length=2000, blank=True, validators=[validate_endpoint_url]
     )
     token_endpoint = models.URLField(
-        max_length=2000, validators=[validate_endpoint_url]
+        max_length=2000, blank=True, validators=[validate_endpoint_url]
     )
     revocation_endpoint = models.URLField(
         max_length=2000, blank=True, validators=[validate_endpoint_url]
@@ -155,6 +178,15 @@ class OAuth2Client(models.Model):
     )
     extra_token_params = models.JSONField(
         default=dict, blank=True, validators=[validate_token_params]
+    )
+    provider_options = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_provider_options],
+        help_text=_(
+            "Quirks of the provider for this client, overriding the profile's "
+            '(e.g. {"url_values": {"tenant": "contoso"}}); see docs/providers.md.'
+        ),
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -193,6 +225,15 @@ class OAuth2Client(models.Model):
                     )
                 }
             )
+        from .providers.config import validate_client
+        from .providers.options import OptionError, validate_options
+
+        try:
+            validate_options(self.provider_options)
+        except OptionError:
+            return  # the field's own validator says why
+
+        validate_client(self)
 
     def _token_server_moved_from(self) -> str:
         """The old token server (scheme://host:port) when this save changes it.
@@ -203,19 +244,16 @@ class OAuth2Client(models.Model):
         """
         if self.pk is None:
             return ""
-        stored = (
-            OAuth2Client.objects.filter(pk=self.pk)
-            .values_list("token_endpoint", flat=True)
-            .first()
-        )
-        if stored is None or _origin(stored) == _origin(self.token_endpoint):
+        stored = OAuth2Client.objects.defer("client_secret").filter(pk=self.pk).first()
+        if stored is None:
             return ""
-        return _origin(stored)
+        before, after = _token_server(stored), _token_server(self)
+        return "" if before == after else before
 
     def _retire_tokens(self, old_server: str) -> None:
         message = (
             f"The token endpoint moved from {old_server} to "
-            f"{_origin(self.token_endpoint)}: tokens issued by the old server are "
+            f"{_token_server(self)}: tokens issued by the old server are "
             "never sent to the new one. Re-authorize the client."
         )
         self.tokens.filter(status=TokenStatus.ACTIVE).update(
@@ -284,6 +322,24 @@ class OAuth2Token(models.Model):
     )
     extra = EncryptedJSONField(
         help_text=_("The rest of the token response (id_token, extras).")
+    )
+    refresh_token_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_("When the refresh token dies, when the provider said."),
+    )
+    provider_values = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_(
+            "Values kept from the callback and the token response (realmId, "
+            "instance_url); not secret."
+        ),
+    )
+    account_name = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text=_("Who the token belongs to, when the provider says."),
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -48,8 +48,14 @@ IMPORTABLE_FIELDS: tuple[str, ...] = (
     "use_pkce",
     "extra_authorize_params",
     "extra_token_params",
+    "provider_options",
     "enabled",
 )
+
+#: Fields a new client takes from its provider profile when the file omits them.
+#: Endpoints and scope are not copied: left blank, they resolve from the profile
+#: at use, so a corrected profile reaches existing clients.
+PROFILE_DEFAULTS = ("token_auth_method", "use_pkce")
 
 #: Names an environment variable that holds the client secret, so the file itself
 #: can be committed without it.
@@ -170,6 +176,8 @@ def import_clients(
         to_save: list[tuple[OAuth2Client, list[str] | None]] = []
         for item in prepared:
             client = existing.get(item.name) or OAuth2Client()
+            if client.pk is None:
+                _profile_defaults(client, item)
             before = {key: getattr(client, key) for key in item.values}
             for key, value in item.values.items():
                 setattr(client, key, value)
@@ -290,6 +298,24 @@ def _prepare(index: int, entry: Any, environ: Mapping[str, str]) -> _Entry:
         else:
             item.values["client_secret"] = environ[variable]
     return item
+
+
+def _profile_defaults(client: OAuth2Client, item: _Entry) -> None:
+    """A new client with a provider gets the profile's method and PKCE setting
+    unless the file sets them (an unknown provider is reported by full_clean)."""
+    from .exceptions import ConfigurationError
+    from .providers import registry
+
+    provider = item.values.get("provider")
+    if not isinstance(provider, str) or not provider:
+        return
+    try:
+        profile = registry.get(provider)
+    except ConfigurationError:
+        return
+    for key in PROFILE_DEFAULTS:
+        if key not in item.values:
+            setattr(client, key, getattr(profile, key))
 
 
 def _scope(value: Any) -> tuple[str, str | None]:

@@ -66,7 +66,8 @@ def describe(
     now: datetime.datetime | None = None,
 ) -> str:
     """One of: Disabled / Not authorized / Needs re-authorization /
-    Connected, expires in ... / Connected, no expiry; followed by
+    Connected, expires in ... / Connected, no expiry ("Connected as
+    alice@example.com, ..." when the token names its account); followed by
     "; refresh refused (invalid_client): ..." after a permanent refresh error.
 
     Pass ``token`` (``None`` for "no token") when it is already loaded, to save a
@@ -82,16 +83,20 @@ def describe(
         return NEEDS_REAUTHORIZATION
     now = now or timezone.now()
     problem = refresh_problem(client, token, now=now)
+    # Who the token belongs to, when the provider said (OpenID Connect's ID token,
+    # a profile's userinfo): "Connected as alice@example.com, expires in ...".
+    account = getattr(token, "account_name", "")
+    who = f"Connected as {account}" if account else "Connected"
     if token.expires_at is None:
-        connected = "Connected, no expiry"
+        connected = f"{who}, no expiry"
     elif token.expires_at > now:
-        connected = f"Connected, expires in {_words(timeuntil(token.expires_at, now))}"
+        connected = f"{who}, expires in {_words(timeuntil(token.expires_at, now))}"
     elif not _has_refresh_token(token):
         # get_access_token() cannot renew it: an operator must act.
         return NEEDS_REAUTHORIZATION
     else:
         ago = _words(timesince(token.expires_at, now))
-        connected = f"Connected, expired {ago} ago"
+        connected = f"{who}, expired {ago} ago"
         if not problem:
             connected += " (refreshed on next use)"
     return f"{connected}; {problem}" if problem else connected
@@ -158,8 +163,12 @@ def rows(
                 "provider": client.provider,
                 "enabled": client.enabled,
                 "status": describe(client, token=token, now=now),
+                "account_name": token.account_name if token else "",
                 "token_status": token.status if token else None,
                 "expires_at": _iso(token.expires_at if token else None),
+                "refresh_token_expires_at": _iso(
+                    token.refresh_token_expires_at if token else None
+                ),
                 "obtained_at": _iso(token.obtained_at if token else None),
                 "refreshed_at": _iso(token.refreshed_at if token else None),
                 "last_error": token.last_error if token else "",

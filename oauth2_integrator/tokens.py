@@ -48,7 +48,16 @@ from .models import OAuth2Client, OAuth2Token, TokenStatus
 
 logger = logging.getLogger("oauth2_integrator")
 
-__all__ = ["get_access_token", "refresh_access_token", "store_token_set"]
+__all__ = [
+    "get_access_token",
+    "get_token_values",
+    "refresh_access_token",
+    "store_token_set",
+]
+
+#: ``OAuth2Token.provider_values`` key of a token endpoint chosen by the callback
+#: (``ProviderProfile.token_endpoint_from_callback``): refreshes go there too.
+TOKEN_ENDPOINT_VALUE = "token_endpoint"  # noqa: S105 (a key name)
 
 T = TypeVar("T")
 
@@ -122,7 +131,7 @@ def get_access_token(name: str, *, account: str = "") -> str:
     client, token = _load(name, account)
     if not token.needs_refresh(app_settings.REFRESH_MARGIN):
         return token.access_token
-    if not token.refresh_token:
+    if not token.refresh_token and not _can_renew(client, token):
         if token.is_expired:
             raise AuthorizationRequired(
                 f"The access token of OAuth2 client {name!r} has expired and the provider "
@@ -155,13 +164,57 @@ def refresh_access_token(name: str, *, account: str = "") -> str:
     ``get_access_token``): saving the client in the admin lifts it.
     """
     client, token = _load(name, account)
-    if not token.refresh_token:
+    if not token.refresh_token and not _can_renew(client, token):
         raise AuthorizationRequired(
             f"OAuth2 client {name!r} has no refresh token (the provider did not issue one): "
             "an operator must re-authorize it in the Django admin.",
             client=name,
         )
     return _refresh(client, token, force=True)
+
+
+def get_token_values(name: str, *, account: str = "") -> dict[str, Any]:
+    """The values kept with the client's token: ``callback_values`` and
+    ``token_values`` of its provider profile (``realmId``, ``instance_url``, ...).
+
+    Raises ``AuthorizationRequired`` when the client has no token yet.
+    """
+    row = (
+        OAuth2Token.objects.filter(client__name=name, account=account)
+        .values_list("provider_values", flat=True)
+        .first()
+    )
+    if row is None:
+        _client(name)  # ConfigurationError for an unknown client
+        raise AuthorizationRequired(
+            f"OAuth2 client {name!r} is not authorized yet: an operator must press "
+            "Authorize on its page in the Django admin.",
+            client=name,
+        )
+    return dict(row or {})
+
+
+def _config_for_token(
+    client: OAuth2Client, token: OAuth2Token
+) -> providers.ClientConfig:
+    """The client's configuration, with the token endpoint its login chose
+    (``token_endpoint_from_callback``) when there was one."""
+    config = providers.configure(client)
+    chosen = (token.provider_values or {}).get(TOKEN_ENDPOINT_VALUE)
+    if isinstance(chosen, str) and chosen:
+        config = config.replace(token_endpoint=chosen, refresh_endpoint=chosen)
+    return config
+
+
+def _can_renew(client: OAuth2Client, token: OAuth2Token) -> bool:
+    """A token without a refresh token: can its profile renew it
+    (``ProviderProfile.renewal_request``)? A profile that fails to say is asked
+    again under the lock, where the failure is recorded as for a refresh."""
+    try:
+        config = _config_for_token(client, token)
+        return config.profile.renewal_request(config, token) is not None
+    except Exception:  # recorded by the locked attempt
+        return True
 
 
 # --- the failure policy for permanent errors ----------------------------------------
@@ -362,14 +415,21 @@ def _refresh_locked(
         held = _held_back(client, token)
         if held is not None:
             raise held
-        if not token.refresh_token:
-            raise AuthorizationRequired(
-                f"OAuth2 client {client.name!r} has no refresh token any more: an "
-                "operator must re-authorize it in the Django admin.",
-                client=client.name,
-            )
         try:
-            token_set = flow.refresh(client, refresh_token=token.refresh_token)
+            config = _config_for_token(client, token)
+            if token.refresh_token:
+                token_set = flow.refresh(
+                    config, refresh_token=token.refresh_token, scope=token.scope
+                )
+            else:
+                renewal = config.profile.renewal_request(config, token)
+                if renewal is None:
+                    raise AuthorizationRequired(
+                        f"OAuth2 client {client.name!r} has no refresh token any "
+                        "more: an operator must re-authorize it in the Django admin.",
+                        client=client.name,
+                    )
+                token_set = flow.renew(config, renewal)
         except TokenEndpointError as exc:
             return _Outcome(token, failure=_record_failure(client, token, exc, alias))
         except (ConfigurationError, AuthorizationRequired) as exc:
@@ -380,7 +440,7 @@ def _refresh_locked(
             return _Outcome(
                 token, failure=_record_unexpected(client, token, exc, alias)
             )
-        dropped = _dropped_scopes(client, token.scope, token_set.scope)
+        dropped = _dropped_scopes(config, token.scope, token_set.scope)
         _apply(token, token_set, keep_refresh_token=True)
         token.refreshed_at = timezone.now()
         _save_refreshed(client, token, alias)
@@ -394,14 +454,16 @@ def _refresh_locked(
     return _Outcome(token, refreshed=True, scope_narrowed=dropped)
 
 
-def _dropped_scopes(client: OAuth2Client, before: str, after: str | None) -> list[str]:
+def _dropped_scopes(
+    config: providers.ClientConfig, before: str, after: str | None
+) -> list[str]:
     """Scopes granted before and missing from a refresh's ``scope`` (RFC 6749 §6).
 
     A response without ``scope`` keeps the scope as it was (§5.1), so drops nothing.
     """
     if after is None:
         return []
-    separator = providers.get(client.provider).scope_separator
+    separator = config.options.scope_separator or " "
 
     def split(scope: str) -> set[str]:
         return {s for part in scope.split() for s in part.split(separator) if s}
@@ -443,6 +505,7 @@ def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> Non
             OAuth2Token.objects.using(alias).filter(pk=token.pk).update(
                 access_token=token.access_token,
                 refresh_token=token.refresh_token,
+                refresh_token_expires_at=token.refresh_token_expires_at,
                 expires_at=token.expires_at,
                 refreshed_at=token.refreshed_at,
                 status=TokenStatus.ACTIVE,
@@ -594,6 +657,13 @@ def _apply(
     start = token_set.requested_at or timezone.now()
     token.access_token = token_set.access_token
     token.token_type = token_set.token_type
+    if token_set.refresh_token_expires_in:
+        token.refresh_token_expires_at = start + datetime.timedelta(
+            seconds=token_set.refresh_token_expires_in
+        )
+    elif token_set.refresh_token or not keep_refresh_token:
+        # A new refresh token whose lifetime was not said: the old date is not its.
+        token.refresh_token_expires_at = None
     if token_set.refresh_token:
         token.refresh_token = token_set.refresh_token
     elif not keep_refresh_token:
@@ -606,6 +676,10 @@ def _apply(
         else None
     )
     token.extra = {**(token.extra or {}), **token_set.extra}
+    token.provider_values = {
+        **(token.provider_values or {}),
+        **token_set.provider_values,
+    }
     token.status = TokenStatus.ACTIVE
     token.last_error = ""
     token.last_error_at = None
@@ -614,7 +688,11 @@ def _apply(
 
 
 def store_token_set(
-    client: OAuth2Client, token_set: flow.TokenSet, *, account: str = ""
+    client: OAuth2Client,
+    token_set: flow.TokenSet,
+    *,
+    account: str = "",
+    account_name: str = "",
 ) -> OAuth2Token:
     """Save the tokens of a completed authorization.
 
@@ -642,7 +720,9 @@ def store_token_set(
             token = OAuth2Token(client=client, account=account, scope=client.scope)
         keep = token.pk is not None and token.status == TokenStatus.ACTIVE
         token.extra = {}
+        token.provider_values = {}
         _apply(token, token_set, keep_refresh_token=keep)
+        token.account_name = flow.clean_words(account_name, 300)
         if token_set.scope is None:
             token.scope = client.scope
         token.obtained_at = timezone.now()

@@ -239,7 +239,7 @@ def hook_that_fails(monkeypatch: Any, exc: Exception) -> None:
     """``flow.refresh`` fails with something that is not an OAuth2IntegratorError
     (flow turns a failing parse hook into a TokenEndpointError itself)."""
 
-    def broken_refresh(client: Any, *, refresh_token: str) -> Any:
+    def broken_refresh(client: Any, *, refresh_token: str, **_: Any) -> Any:
         raise exc
 
     monkeypatch.setattr(flow, "refresh", broken_refresh)
@@ -293,7 +293,7 @@ def test_unexpected_exception_with_a_valid_token_serves_it(
 def refresh_returning(monkeypatch: Any, **fields: Any) -> None:
     """flow.refresh answers with values that bypass flow's own cleaning."""
 
-    def refresh(client: Any, *, refresh_token: str) -> flow.TokenSet:
+    def refresh(client: Any, *, refresh_token: str, **_: Any) -> flow.TokenSet:
         return flow.TokenSet(
             requested_at=timezone.now(),
             **{

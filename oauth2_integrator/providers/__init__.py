@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from . import generic, registry
+from . import generic, oidc, registry
 from .base import ProviderProfile
+from .config import ClientConfig, configure
 from .registry import get, register
 
-__all__ = ["ProviderProfile", "generic", "get", "register", "registry"]
+__all__ = [
+    "ClientConfig",
+    "ProviderProfile",
+    "configure",
+    "generic",
+    "get",
+    "oidc",
+    "register",
+    "registry",
+]

@@ -2,21 +2,25 @@
 
 A profile overrides only what its provider does differently: class attributes for
 what data can say, and the named hooks below for what it cannot. Profiles never
-read or write models; they receive a client and return data.
+read or write models; they receive a ``ClientConfig`` and return data.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
+
+from .options import VOCABULARY
 
 if TYPE_CHECKING:
     import requests
 
-    from ..flow import TokenRequest
-    from ..models import OAuth2Client
+    from ..flow import TokenRequest, TokenSet
+    from ..models import OAuth2Token
+    from .config import ClientConfig
 
 #: Deepest nesting of arrays and objects accepted in a token endpoint's JSON. Real
 #: token responses nest two or three levels; Python's parser (and every later
@@ -87,63 +91,149 @@ def response_text(response: requests.Response) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _default(name: str) -> Any:
+    """A vocabulary option's default (``options.VOCABULARY``, the single source)."""
+    return VOCABULARY[name].default
+
+
 class ProviderProfile:
+    """One provider's deviations from RFC 6749: data (class attributes) and hooks.
+
+    Every key of the quirk vocabulary (``providers/options.py``) is a class
+    attribute with the vocabulary's default; a catalog entry or subclass sets only
+    what differs, and a client's ``provider_options`` override them per client.
+    Hooks receive the resolved ``ClientConfig`` (``providers.configure``).
+    """
+
     #: Registry key, stored in ``OAuth2Client.provider``.
     key: ClassVar[str] = ""
     #: Name shown in the admin.
     name: ClassVar[str] = ""
+    #: The provider's documentation page the facts came from, and notes for operators.
+    docs: ClassVar[str] = ""
+    notes: ClassVar[str] = ""
 
-    # Pre-filled values for a new client registration.
+    # Endpoints may hold templates ({tenant}, {subdomain}, ...) filled from url_values.
     authorization_endpoint: ClassVar[str] = ""
     token_endpoint: ClassVar[str] = ""
     revocation_endpoint: ClassVar[str] = ""
     issuer: ClassVar[str] = ""
+    userinfo_endpoint: ClassVar[str] = ""
+    #: Fields of the userinfo answer that name the account, first found wins.
+    account_fields: ClassVar[list[str]] = []
+    #: The client's scope when it sets none (stored space-separated on the client).
+    default_scopes: ClassVar[list[str]] = []
+    #: Older spelling of ``default_scopes``, one space-separated string.
     default_scope: ClassVar[str] = ""
     token_auth_method: ClassVar[str] = "client_secret_basic"  # noqa: S105
     use_pkce: ClassVar[bool] = True
+
+    # --- the quirk vocabulary (defaults: RFC 6749) ---------------------------------
+    authorize_params: ClassVar[dict[str, Any]] = _default("authorize_params")
+    token_params: ClassVar[dict[str, Any]] = _default("token_params")
+    refresh_params: ClassVar[dict[str, Any]] = _default("refresh_params")
+    param_names: ClassVar[dict[str, str]] = _default("param_names")
+    #: How scopes are joined in requests (RFC 6749 §3.3: a space).
+    scope_separator: ClassVar[str] = _default("scope_separator")
+    required_scopes: ClassVar[list[str]] = _default("required_scopes")
+    scope_on_refresh: ClassVar[bool] = _default("scope_on_refresh")
+    token_request_format: ClassVar[str] = _default("token_request_format")
+    token_headers: ClassVar[dict[str, str]] = _default("token_headers")
+    refresh_endpoint: ClassVar[str] = _default("refresh_endpoint")
+    url_values: ClassVar[dict[str, str]] = _default("url_values")
+    token_response_format: ClassVar[str] = _default("token_response_format")
+    token_path: ClassVar[str] = _default("token_path")
+    ok_field: ClassVar[str] = _default("ok_field")
+    errors_field: ClassVar[str] = _default("errors_field")
+    expires_in_field: ClassVar[str] = _default("expires_in_field")
+    expires_at_field: ClassVar[str] = _default("expires_at_field")
+    expires_unit: ClassVar[str] = _default("expires_unit")
+    default_expires_in: ClassVar[int | None] = _default("default_expires_in")
+    zero_expires_means_never: ClassVar[bool] = _default("zero_expires_means_never")
+    refresh_token_expires_in_field: ClassVar[str] = _default(
+        "refresh_token_expires_in_field"
+    )
+    code_param: ClassVar[str] = _default("code_param")
+    callback_values: ClassVar[list[str]] = _default("callback_values")
+    token_values: ClassVar[list[str]] = _default("token_values")
     #: The provider always puts ``iss`` in its authorization responses (RFC 9207
     #: §2.4), so a callback without one is refused when the client's issuer is set.
-    sends_iss: ClassVar[bool] = False
+    sends_iss: ClassVar[bool] = _default("sends_iss")
 
-    #: How scopes are joined in the authorization request (RFC 6749 §3.3: a space).
-    scope_separator: ClassVar[str] = " "
-    #: Always added to the authorization request, before the client's own extras.
-    extra_authorize_params: ClassVar[dict[str, str]] = {}
-    #: Always added to token requests, before the client's own extras.
-    extra_token_params: ClassVar[dict[str, str]] = {}
+    def vocabulary(self) -> dict[str, Any]:
+        """This profile's value for every vocabulary key."""
+        return {name: getattr(self, name) for name in VOCABULARY}
+
+    @property
+    def scopes(self) -> list[str]:
+        return list(self.default_scopes) or self.default_scope.split()
+
+    # --- hooks: the base is the standard behaviour ---------------------------------
+
+    def configure(self, config: ClientConfig) -> ClientConfig:
+        """Last look at the resolved client configuration (OIDC: discovery)."""
+        return config
 
     def authorization_params(
-        self, client: OAuth2Client, params: dict[str, str]
+        self, config: ClientConfig, params: dict[str, str]
     ) -> dict[str, str]:
         """Last look at the authorization request's query parameters."""
         return params
 
     def prepare_token_request(
-        self, client: OAuth2Client, request: TokenRequest
+        self, config: ClientConfig, request: TokenRequest
     ) -> TokenRequest:
         """Last look at the code-exchange request before it is sent."""
         return request
 
     def prepare_refresh_request(
-        self, client: OAuth2Client, request: TokenRequest
+        self, config: ClientConfig, request: TokenRequest
     ) -> TokenRequest:
         """Last look at the refresh request before it is sent (defaults to the above)."""
-        return self.prepare_token_request(client, request)
+        return self.prepare_token_request(config, request)
+
+    def renewal_request(
+        self, config: ClientConfig, token: OAuth2Token
+    ) -> TokenRequest | None:
+        """A request that renews a token the provider gave no refresh token for.
+
+        Facebook's ``fb_exchange_token``, Instagram's ``ig_refresh_token`` (GET).
+        ``None`` (the standard): it cannot be renewed, an operator re-authorizes.
+        Client authentication is not added for you: call
+        ``flow.apply_client_auth(config, request)`` when the provider wants it.
+        """
+        return None
+
+    def token_endpoint_from_callback(
+        self, config: ClientConfig, params: Mapping[str, str]
+    ) -> str | None:
+        """A token endpoint chosen by the callback (Zoho's ``accounts-server``).
+
+        The result receives the code and the client secret: a profile that
+        implements this must check it against an allow-list it holds. ``None``
+        keeps the configured endpoint.
+        """
+        return None
 
     def parse_token_response(
-        self, client: OAuth2Client, response: requests.Response
+        self, config: ClientConfig, response: requests.Response
     ) -> dict[str, Any] | None:
         """The token endpoint's answer as a dict, or None when it is not one.
 
         RFC 6749 §5.1 says JSON; some providers answer form-encoded (GitHub without
-        ``Accept: application/json``), so both are read. JSON nested too deeply raises
-        ``JSONTooDeep``, which ``flow`` turns into a clear error.
+        ``Accept: application/json``), so both are read (``token_response_format``
+        forces one). JSON nested too deeply raises ``JSONTooDeep``, which ``flow``
+        turns into a clear error.
         """
+        fmt = getattr(getattr(config, "options", None), "token_response_format", "auto")
         content_type = (
             response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         )
         text = response_text(response).strip()
-        if content_type.endswith("json") or text.startswith("{"):
+        as_json = fmt == "json" or (
+            fmt == "auto" and (content_type.endswith("json") or text.startswith("{"))
+        )
+        if as_json:
             try:
                 body = load_json(text)
             except JSONTooDeep:
@@ -152,26 +242,44 @@ class ProviderProfile:
                 return None
             return body if isinstance(body, dict) else None
         if (
-            content_type in {"application/x-www-form-urlencoded", "text/plain"}
-            and "=" in text
-        ):
+            fmt == "form"
+            or content_type in {"application/x-www-form-urlencoded", "text/plain"}
+        ) and "=" in text:
             pairs = parse_qsl(text, keep_blank_values=True)
             return dict(pairs) if pairs else None
         return None
 
     def parse_refresh_response(
-        self, client: OAuth2Client, response: requests.Response
+        self, config: ClientConfig, response: requests.Response
     ) -> dict[str, Any] | None:
-        return self.parse_token_response(client, response)
+        return self.parse_token_response(config, response)
+
+    def validate_token_set(
+        self, config: ClientConfig, token_set: TokenSet, *, nonce: str
+    ) -> None:
+        """After the code exchange, before anything is stored: raise
+        ``TokenEndpointError`` to refuse the answer (OIDC: the id_token)."""
+
+    def account_name(self, config: ClientConfig, token_set: TokenSet) -> str:
+        """Who the token belongs to ("alice@example.com"); "" when unknown."""
+        return ""
 
     def initial_values(self) -> dict[str, Any]:
-        """Field values the admin pre-fills when an operator picks this provider."""
+        """Field values the admin pre-fills when an operator picks this provider.
+
+        An endpoint with a template ({tenant}) is left blank: the client resolves
+        it from the profile and its ``url_values``.
+        """
+
+        def plain(url: str) -> str:
+            return "" if "{" in url else url
+
         return {
-            "authorization_endpoint": self.authorization_endpoint,
-            "token_endpoint": self.token_endpoint,
-            "revocation_endpoint": self.revocation_endpoint,
-            "issuer": self.issuer,
-            "scope": self.default_scope,
+            "authorization_endpoint": plain(self.authorization_endpoint),
+            "token_endpoint": plain(self.token_endpoint),
+            "revocation_endpoint": plain(self.revocation_endpoint),
+            "issuer": plain(self.issuer),
+            "scope": " ".join(self.scopes),
             "token_auth_method": self.token_auth_method,
             "use_pkce": self.use_pkce,
         }
