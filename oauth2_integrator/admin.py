@@ -141,10 +141,14 @@ class OAuth2ClientAdmin(ClientAdminBase):
         },
     )
     _advanced = (
-        gettext_lazy("Extra request parameters"),
+        gettext_lazy("Extra request parameters and provider options"),
         {
             "classes": ("collapse",),
-            "fields": ("extra_authorize_params", "extra_token_params"),
+            "fields": (
+                "extra_authorize_params",
+                "extra_token_params",
+                "provider_options",
+            ),
         },
     )
     _token = (

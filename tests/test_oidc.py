@@ -605,3 +605,46 @@ def test_an_issuer_discovery_would_fetch_insecurely_is_refused(
             providers.configure(oidc_client)
         assert not mock.calls
     assert "pw" not in str(caught.value)
+
+
+def test_saving_a_client_while_discovery_is_unreachable_is_allowed(
+    operator_client: Any,
+) -> None:
+    """An outage at the identity provider must not lock operators out of editing a
+    client (or adding one): the issuer is checked when it can be reached."""
+    import requests
+
+    from .test_admin import form_data
+
+    client = OAuth2Client(
+        name="idp",
+        provider="oidc",
+        issuer=ISSUER,
+        client_id=CLIENT_ID,
+        client_secret="admin-secret-0123456789abcdef",
+        scope="openid",
+    )
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(DISCOVERY, body=requests.ConnectionError("down"))
+        response = operator_client.post(
+            "/admin/oauth2_integrator/oauth2client/add/",
+            form_data(client, client_secret="admin-secret-0123456789abcdef"),
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert OAuth2Client.objects.get(name="idp").issuer == ISSUER
+
+    # A reachable discovery document of another issuer is still refused.
+    cache.clear()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(DISCOVERY, json=document(issuer="https://evil.example.test"))
+        response = operator_client.post(
+            "/admin/oauth2_integrator/oauth2client/add/",
+            form_data(
+                client,
+                name="idp2",
+                client_secret="admin-secret-0123456789abcdef",
+            ),
+        )
+    assert response.status_code == 200
+    assert "must be identical" in response.content.decode()
+    assert not OAuth2Client.objects.filter(name="idp2").exists()

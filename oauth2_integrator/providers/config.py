@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 
-from ..exceptions import ConfigurationError
+from ..exceptions import (
+    ConfigurationError,
+    TokenEndpointError,
+    TransientTokenEndpointError,
+)
 from . import registry
 from .options import VOCABULARY, OptionError, validate_options
 
@@ -197,7 +201,16 @@ def validate_client(client: OAuth2Client) -> None:
     ):
         return  # the fields' own validators say why
     try:
-        configure(client)
+        configure(client, hooks=False)
+        try:
+            configure(client)
+        except TransientTokenEndpointError:
+            # The provider cannot be reached right now (OIDC discovery): an outage
+            # must not stop operators from editing the client. What the hooks
+            # check is checked again at the next login or refresh.
+            pass
+        except TokenEndpointError as exc:
+            raise ConfigurationError(str(exc), client=client.name) from exc
     except ConfigurationError as exc:
         message = str(exc)
         if "provider options" in message or "url_values" in message:
