@@ -598,7 +598,15 @@ def send(config: ClientConfig, request: TokenRequest, parse: Any) -> TokenSet:
             client, host, status, f"HTTP {status} without an OAuth error code"
         )
     token_body = body
-    if options.token_path:
+    # A refresh may answer at the top level where the code exchange nested the
+    # token: Slack's rotated user token (https://docs.slack.dev/authentication/
+    # using-token-rotation; token_type "user" next to access_token).
+    at_top = (
+        grant != "authorization_code"
+        and "access_token" in body
+        and _at_path(body, options.token_path) is None
+    )
+    if options.token_path and not at_top:
         token_body = _at_path(body, options.token_path)
         if not isinstance(token_body, dict):
             raise _invalid(
@@ -704,16 +712,22 @@ def _token(value: Any, name: str, *, required: bool) -> str | None:
     return value
 
 
-def _token_type(value: Any) -> str:
+#: Names providers give their Bearer tokens (RFC 6750 use, documented as such):
+#: Slack's ``"user"`` and ``"bot"`` (https://docs.slack.dev/reference/methods/oauth.v2.access),
+#: eBay's ``"User Access Token"``.
+def _token_type(value: Any, also_bearer: list[str]) -> str:
     """RFC 6749 §7.1: only Bearer (RFC 6750) is used, compared case-insensitively.
 
-    A missing type is read as Bearer, as most providers mean it. Any other type
+    A missing type is read as Bearer, as most providers mean it, and so are the
+    names a profile lists in ``bearer_token_types`` (Slack's "user" and "bot",
+    eBay's "User Access Token"). Any other type
     (DPoP, MAC, N_A, ...) would be sent as Bearer by this app and fail or, worse,
     work without the proof the provider asked for, so it is refused.
     """
     if value is None or value == "":
         return "Bearer"
-    if isinstance(value, str) and value.strip().lower() == "bearer":
+    names = {"bearer", *(name.lower() for name in also_bearer)}
+    if isinstance(value, str) and value.strip().lower() in names:
         return "Bearer"
     shown = repr(clean_words(value, 40)) if isinstance(value, str) else "a non-string"
     raise UnusableValue(
@@ -815,7 +829,7 @@ def token_set_from(
         access_token=str(
             _token(body.get("access_token"), "access_token", required=True)
         ),
-        token_type=_token_type(body.get("token_type")),
+        token_type=_token_type(body.get("token_type"), options.bearer_token_types),
         refresh_token=_token(
             body.get("refresh_token"), "refresh_token", required=False
         ),

@@ -143,6 +143,7 @@ class ProviderProfile:
     url_values: ClassVar[dict[str, str]] = _default("url_values")
     token_response_format: ClassVar[str] = _default("token_response_format")
     token_path: ClassVar[str] = _default("token_path")
+    bearer_token_types: ClassVar[list[str]] = _default("bearer_token_types")
     ok_field: ClassVar[str] = _default("ok_field")
     errors_field: ClassVar[str] = _default("errors_field")
     expires_in_field: ClassVar[str] = _default("expires_in_field")

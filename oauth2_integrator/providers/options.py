@@ -138,6 +138,12 @@ VOCABULARY: dict[str, Option] = _options(
         "str",
     ),
     Option(
+        "bearer_token_types",
+        [],
+        'other names the provider gives Bearer tokens in token_type (Slack "user")',
+        "str_list",
+    ),
+    Option(
         "ok_field",
         "",
         'a boolean field that is false on errors, sent with HTTP 200 (Slack "ok")',

@@ -84,6 +84,9 @@ class ProviderFlowTests:
     #: The documented answer: a dict (JSON) or a string (form-encoded).
     token_response: ClassVar[dict[str, Any] | str]
     token_response_status: ClassVar[int] = 200
+    #: Further documented answers the exchange leads to, as (method, URL, answer):
+    #: Instagram trades the short-lived token for a long-lived one at once.
+    follow_up_answers: ClassVar[list[tuple[str, str, Any]]] = []
     #: What is stored after the exchange.
     stored_access_token: ClassVar[str]
     stored_refresh_token: ClassVar[str]  # "" when the provider gives none
@@ -97,6 +100,8 @@ class ProviderFlowTests:
     refresh_url: ClassVar[str | None] = None
     refresh_body: ClassVar[dict[str, Any]] = {}
     refresh_auth: ClassVar[str] = "body"
+    #: Headers that must be on the refresh request (name -> value).
+    refresh_headers: ClassVar[dict[str, str]] = {}
     refresh_response: ClassVar[dict[str, Any] | str | None] = None
     #: True when the access token itself is renewed (no refresh token: Facebook).
     renewal: ClassVar[bool] = False
@@ -206,6 +211,8 @@ class ProviderFlowTests:
     def connect(self, browser: Client, endpoint: responses.RequestsMock) -> OAuth2Token:
         query = self.login(browser)
         self.answer(endpoint, self.token_method, self.token_url, self.token_response)
+        for method, url, answer in self.follow_up_answers:
+            self.answer(endpoint, method, url, answer)
         response = self.call_back(browser, query)
         assert response.status_code == 302, response.content
         return OAuth2Token.objects.get()
@@ -229,7 +236,8 @@ class ProviderFlowTests:
     ) -> None:
         before = timezone.now()
         token = self.connect(browser, endpoint)
-        [call] = endpoint.calls
+        assert len(endpoint.calls) == 1 + len(self.follow_up_answers)
+        call = endpoint.calls[0]
         assert call.request.method == self.token_method
         assert call.request.url.split("?")[0] == self.token_url
         body = self.sent_body(call, self.token_body_format, self.token_method)
@@ -260,8 +268,10 @@ class ProviderFlowTests:
             pytest.skip(f"{self.provider} has no refresh or renewal")
         token = self.connect(browser, endpoint)
         if self.renewal:
-            # Renewed with the access token itself, while it is still valid.
+            # Renewed with the access token itself, while it is still valid: a
+            # long-lived token a minute before it dies.
             token.expires_at = timezone.now() + datetime.timedelta(seconds=60)
+            token.obtained_at = timezone.now() - datetime.timedelta(days=59)
         else:
             token.refresh_token = STORED_REFRESH
             token.expires_at = timezone.now() - datetime.timedelta(seconds=5)
@@ -280,6 +290,8 @@ class ProviderFlowTests:
         body = self.sent_body(call, self.token_body_format, self.refresh_method)
         assert body == _fill({**self.refresh_body})
         self.check_auth(call, self.refresh_auth)
+        for name, value in self.refresh_headers.items():
+            assert call.request.headers.get(name) == value
         fresh = OAuth2Token.objects.get()
         assert fresh.status == TokenStatus.ACTIVE
         assert fresh.access_token == self.refreshed_access_token

@@ -721,3 +721,25 @@ def test_url_values_that_move_the_token_server_retire_its_tokens(
     assert token.status == TokenStatus.REAUTHORIZATION_REQUIRED
     assert "https://eu.example.test" in token.last_error
     assert "https://us.example.test" in token.last_error
+
+
+def test_bearer_token_types_names_what_the_provider_calls_bearer(
+    make_client: Any, mock: Any
+) -> None:
+    """Slack calls its Bearer tokens "user" and "bot": only a profile or client that
+    says so accepts those names; other types stay refused (RFC 6749 §7.1)."""
+    mock.post(TOKEN_URL, json={**TOKEN, "token_type": "User"})
+    plain = make_client()
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(plain)
+    assert info.value.error == "unsupported_token_type"
+
+    named = make_client(
+        name="named", provider_options={"bearer_token_types": ["user", "bot"]}
+    )
+    assert exchange(named).token_type == "Bearer"
+
+    mock.replace(responses.POST, TOKEN_URL, json={**TOKEN, "token_type": "DPoP"})
+    with pytest.raises(TokenEndpointError) as info:
+        exchange(named)
+    assert info.value.error == "unsupported_token_type"
