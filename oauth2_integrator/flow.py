@@ -408,7 +408,7 @@ def _post(client: OAuth2Client, request: TokenRequest, host: str) -> requests.Re
     except transport.DeadlineExceeded as exc:
         raise TransientTokenEndpointError(
             f"The token endpoint at {host} did not answer within {exc.seconds:g} s "
-            "(TOKEN_REQUEST_DEADLINE). Nothing was changed; try again later.",
+            "(TOKEN_REQUEST_DEADLINE). Try again later.",
             client=client.name,
             error="timeout",
         ) from exc
@@ -426,15 +426,14 @@ def _post(client: OAuth2Client, request: TokenRequest, host: str) -> requests.Re
         ) from exc
     except requests.Timeout as exc:
         raise TransientTokenEndpointError(
-            f"The token endpoint at {host} did not answer in time. "
-            "Nothing was changed; try again later.",
+            f"The token endpoint at {host} did not answer in time. Try again later.",
             client=client.name,
             error="timeout",
         ) from exc
     except requests.RequestException as exc:
         raise TransientTokenEndpointError(
             f"Could not reach the token endpoint at {host} ({type(exc).__name__}). "
-            "Nothing was changed; check the URL and the network, then try again.",
+            "Check the URL and the network, then try again.",
             client=client.name,
             error="connection_error",
         ) from exc
@@ -569,7 +568,7 @@ def send(config: ClientConfig, request: TokenRequest, parse: Any) -> TokenSet:
     if status >= 500 or status == 429:
         raise TransientTokenEndpointError(
             f"The token endpoint at {host} is unavailable (HTTP {status}). "
-            "Nothing was changed; try again later.",
+            "Try again later.",
             client=client.name,
             error="server_error" if status >= 500 else "rate_limited",
             status=status,

@@ -82,7 +82,9 @@ def describe(
     if token.status != TokenStatus.ACTIVE:
         return NEEDS_REAUTHORIZATION
     now = now or timezone.now()
-    problem = refresh_problem(client, token, now=now)
+    problem = refresh_problem(client, token, now=now) or refresh_token_ending(
+        token, now=now
+    )
     # Who the token belongs to, when the provider said (OpenID Connect's ID token,
     # a profile's userinfo): "Connected as alice@example.com, expires in ...".
     account = getattr(token, "account_name", "")
@@ -100,6 +102,36 @@ def describe(
         if not problem:
             connected += " (refreshed on next use)"
     return f"{connected}; {problem}" if problem else connected
+
+
+#: How long before a refresh token's known end of life the status warns.
+REFRESH_TOKEN_WARNING = datetime.timedelta(days=14)
+
+
+def refresh_token_ending(
+    token: OAuth2Token, *, now: datetime.datetime | None = None
+) -> str:
+    """A warning when the refresh token dies soon or has died, else "".
+
+    Providers that say how long a refresh token lives (``refresh_token_expires_in``:
+    LinkedIn, QuickBooks, GitHub Apps, ...) end the connection then, whatever the
+    app does: an operator must re-authorize before, and is told two weeks ahead.
+    """
+    ends = getattr(token, "refresh_token_expires_at", None)
+    if ends is None:
+        return ""
+    now = now or timezone.now()
+    if ends <= now:
+        return (
+            f"the refresh token expired {_words(timesince(ends, now))} ago: "
+            "re-authorize the client"
+        )
+    if ends - now <= REFRESH_TOKEN_WARNING:
+        return (
+            f"the refresh token expires in {_words(timeuntil(ends, now))}: "
+            "re-authorize the client before then"
+        )
+    return ""
 
 
 #: What an operator does about a permanent refresh error (RFC 6749 §5.2).

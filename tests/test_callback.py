@@ -359,7 +359,7 @@ def test_token_endpoint_failure(
     token_endpoint.post(TOKEN_URL, **answer)
     response = callback(operator_client, state=login["state"], code=CODE)
     page = assert_failed_cleanly(response, login, caplog, status=status, says=says)
-    assert "Nothing was changed" in page
+    assert page.count("Nothing was changed") == 1
     assert len(token_endpoint.calls) == 1
     # The login is spent: the code cannot be tried twice.
     assert AuthorizationRequest.objects.get().used_at is not None
