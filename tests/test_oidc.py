@@ -648,3 +648,27 @@ def test_saving_a_client_while_discovery_is_unreachable_is_allowed(
     assert response.status_code == 200
     assert "must be identical" in response.content.decode()
     assert not OAuth2Client.objects.filter(name="idp2").exists()
+
+
+def test_the_admin_adds_a_client_with_only_an_issuer(operator_client: Any) -> None:
+    from .test_admin import form_data
+
+    client = OAuth2Client(
+        name="idp",
+        provider="oidc",
+        issuer=ISSUER,
+        client_id=CLIENT_ID,
+        scope="openid",
+    )
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(DISCOVERY, json=document())
+        response = operator_client.post(
+            "/admin/oauth2_integrator/oauth2client/add/",
+            form_data(client, client_secret="admin-secret-0123456789abcdef"),
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+        saved = OAuth2Client.objects.get(name="idp")
+        assert (saved.authorization_endpoint, saved.token_endpoint) == ("", "")
+        config = providers.configure(saved)
+    assert config.authorization_endpoint == document()["authorization_endpoint"]
+    assert config.token_endpoint == document()["token_endpoint"]
