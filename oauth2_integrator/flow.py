@@ -737,11 +737,13 @@ def _token_type(value: Any, also_bearer: list[str]) -> str:
     )
 
 
-def _scope(value: Any) -> str | None:
+def _scope(value: Any, separator: str = " ") -> str | None:
     """The granted scope as one string, or None ("not said") when unusable.
 
     A string, or a list of strings (joined with spaces); control characters become
-    spaces. Anything else (a number, an object, a list with other items, or more
+    spaces, and a provider's own separator (Strava's or Shopify's comma) becomes a
+    space too, so granted scopes are stored as RFC 6749 §3.3 writes them. Anything
+    else (a number, an object, a list with other items, or more
     than MAX_SCOPE_LENGTH characters) is ignored with a warning rather than
     refused: the token itself is good, and refusing it at a refresh would throw
     away a rotated refresh token for a field that is only informational.
@@ -759,6 +761,8 @@ def _scope(value: Any) -> str | None:
         )
         return None
     cleaned = "".join(ch if ch.isprintable() else " " for ch in value)
+    if separator.strip():
+        cleaned = cleaned.replace(separator, " ")
     return " ".join(cleaned.split()) or None
 
 
@@ -833,7 +837,7 @@ def token_set_from(
             body.get("refresh_token"), "refresh_token", required=False
         ),
         expires_in=expires_in,
-        scope=_scope(body.get("scope")),
+        scope=_scope(body.get("scope"), options.scope_separator),
         extra=extra,
         refresh_token_expires_in=(
             parse_expires_in(refresh_lifetime / scale)

@@ -743,3 +743,11 @@ def test_bearer_token_types_names_what_the_provider_calls_bearer(
     with pytest.raises(TokenEndpointError) as info:
         exchange(named)
     assert info.value.error == "unsupported_token_type"
+
+
+def test_a_granted_scope_in_the_providers_separator_is_stored_with_spaces(
+    make_client: Any, mock: Any
+) -> None:
+    client = make_client(provider_options={"scope_separator": ","})
+    mock.post(TOKEN_URL, json={**TOKEN, "scope": "read,activity:write , profile"})
+    assert exchange(client).scope == "read activity:write profile"
