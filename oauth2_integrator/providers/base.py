@@ -262,7 +262,69 @@ class ProviderProfile:
         ``TokenEndpointError`` to refuse the answer (OIDC: the id_token)."""
 
     def account_name(self, config: ClientConfig, token_set: TokenSet) -> str:
-        """Who the token belongs to ("alice@example.com"); "" when unknown."""
+        """Who the token belongs to ("octocat", "alice@example.com"); "" when unknown.
+
+        The first non-empty of ``account_fields`` (dotted paths: ``"team.name"``) in
+        the answer of ``userinfo_endpoint``, asked with the new access token as a
+        Bearer token (RFC 6750 §2.1; GitHub's ``GET /user``,
+        https://docs.github.com/en/rest/users/users#get-the-authenticated-user);
+        without a userinfo endpoint, in the token response itself (Slack's
+        ``team.name``, https://docs.slack.dev/reference/methods/oauth.v2.access).
+        A label only: every failure (network, HTTP error, bad or deep JSON, no
+        such field) is logged without secrets and names nobody, never raises.
+        """
+        import logging
+
+        from .. import flow, transport
+        from ..masking import url_host
+
+        fields = [f for f in self.account_fields if isinstance(f, str) and f]
+        if not fields:
+            return ""
+        logger = logging.getLogger("oauth2_integrator")
+        endpoint = config.userinfo_endpoint
+        secrets = {token_set.access_token, token_set.refresh_token or ""}
+        problem = ""
+        answer: Any = None
+        try:
+            if endpoint:
+                response = transport.get(
+                    endpoint,
+                    headers={
+                        "Authorization": f"Bearer {token_set.access_token}",
+                        "Accept": "application/json",
+                    },
+                )
+                if not 200 <= response.status_code < 300:
+                    problem = f"HTTP {response.status_code}"
+                else:
+                    answer = load_json(response_text(response).strip())
+            else:
+                answer = token_set.extra
+        except Exception as exc:  # a label must never cost the login
+            answer, problem = None, type(exc).__name__
+        if isinstance(answer, dict):
+            for field in fields:
+                value: Any = answer
+                for part in field.split("."):
+                    value = value.get(part) if isinstance(value, dict) else None
+                if isinstance(value, bool) or not isinstance(value, str | int | float):
+                    continue
+                name = flow.clean_words(value, 300)
+                if name and name not in secrets:
+                    return name
+            problem = problem or f"no value for {', '.join(fields)}"
+        else:
+            problem = problem or "not a JSON object"
+        logger.warning(
+            "OAuth2 client %r: could not tell which account was connected: the %s "
+            "gave no usable answer (%s).",
+            config.client.name,
+            f"userinfo endpoint at {url_host(endpoint)}"
+            if endpoint
+            else "token endpoint",
+            problem,
+        )
         return ""
 
     def initial_values(self) -> dict[str, Any]:

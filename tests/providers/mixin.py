@@ -63,6 +63,10 @@ class ProviderFlowTests:
     #: Every query parameter except ``state``, ``code_challenge`` and
     #: ``code_challenge_method``, ``nonce`` (checked separately), exactly.
     authorize_params: ClassVar[dict[str, str]]
+    #: The documented answer of the profile's userinfo endpoint, when it has one.
+    userinfo_response: ClassVar[dict[str, Any]] = {}
+    #: The account name stored from it ("" when the answer names none).
+    stored_account_name: ClassVar[str] = ""
     #: Whether a PKCE S256 challenge is sent.
     pkce: ClassVar[bool] = True
     #: Extra callback parameters the provider adds next to code and state.
@@ -213,9 +217,30 @@ class ProviderFlowTests:
         self.answer(endpoint, self.token_method, self.token_url, self.token_response)
         for method, url, answer in self.follow_up_answers:
             self.answer(endpoint, method, url, answer)
+        userinfo = self.userinfo_url()
+        if userinfo:
+            self.answer(endpoint, "GET", userinfo, self.userinfo_response)
         response = self.call_back(browser, query)
         assert response.status_code == 302, response.content
         return OAuth2Token.objects.get()
+
+    def userinfo_url(self) -> str:
+        """The profile's userinfo endpoint, when a login asks it for the account."""
+        from oauth2_integrator import providers
+
+        profile = providers.get(self.provider)
+        if profile.account_fields and profile.userinfo_endpoint:
+            return str(profile.userinfo_endpoint)
+        return ""
+
+    def provider_calls(self, endpoint: responses.RequestsMock) -> list[Any]:
+        """The calls to the token endpoints, without the userinfo lookup."""
+        userinfo = self.userinfo_url()
+        return [
+            call
+            for call in endpoint.calls
+            if not (userinfo and call.request.url.split("?")[0] == userinfo)
+        ]
 
     # ------------------------------------------------------------------- tests
 
@@ -236,8 +261,9 @@ class ProviderFlowTests:
     ) -> None:
         before = timezone.now()
         token = self.connect(browser, endpoint)
-        assert len(endpoint.calls) == 1 + len(self.follow_up_answers)
-        call = endpoint.calls[0]
+        calls = self.provider_calls(endpoint)
+        assert len(calls) == 1 + len(self.follow_up_answers)
+        call = calls[0]
         assert call.request.method == self.token_method
         assert call.request.url.split("?")[0] == self.token_url
         body = self.sent_body(call, self.token_body_format, self.token_method)
@@ -259,6 +285,7 @@ class ProviderFlowTests:
         if self.stored_scope is not None:
             assert token.scope == self.stored_scope
         assert get_token_values("acme") == self.stored_values
+        assert token.account_name == self.stored_account_name
         assert get_access_token("acme") == self.stored_access_token
 
     def test_refresh_request_and_what_is_stored(

@@ -48,6 +48,7 @@ DOCUMENTED_ERROR = {"ok": False, "error": "invalid_code"}
 
 
 class TestSlackUserToken(ProviderFlowTests):
+    stored_account_name = "Slack Softball Team"  # account_fields: team.name
     provider = "slack"
     # Slack has no default scope: the operator enters the user scopes.
     client_fields = {"scope": "chat:write channels:read"}
@@ -124,8 +125,9 @@ class TestSlackBotToken(ProviderFlowTests):
     stored_access_token = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
     stored_refresh_token = ""
     stored_expires_in = None
-    stored_scope = "commands,incoming-webhook"
+    stored_scope = "commands incoming-webhook"  # the comma becomes a space
     stored_values = {"bot_user_id": "U0KRQLJ9H", "app_id": "A0KRD7HC3"}
+    stored_account_name = "Slack Softball Team"  # account_fields: team.name
 
     error_status = 200
     error_response = DOCUMENTED_ERROR
