@@ -139,6 +139,18 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
 }
 
+# Celery (example_project/celery.py; `celery -A example_project worker --beat`): the
+# broker from the environment, and beat queueing the refresh of due tokens every 5
+# minutes (the schedule the README's "Celery" section tells a site to paste).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BEAT_SCHEDULE = {
+    "oauth2-integrator-refresh-due": {
+        "task": "oauth2_integrator.refresh_due",
+        "schedule": 300.0,
+        "options": {"expires": 240.0},
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

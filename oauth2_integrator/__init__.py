@@ -31,10 +31,12 @@ __all__ = [
     "get_access_token",
     "get_token_values",
     "refresh_access_token",
+    "revoke",
 ]
 
 if TYPE_CHECKING:
     from .auth import OAuth2Auth
+    from .revocation import revoke
     from .tokens import get_access_token, get_token_values, refresh_access_token
 
 
@@ -47,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from .auth import OAuth2Auth
 
         return OAuth2Auth
+    if name == "revoke":
+        from .revocation import revoke
+
+        return revoke
     raise AttributeError(f"module 'oauth2_integrator' has no attribute {name!r}")

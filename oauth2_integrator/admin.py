@@ -19,22 +19,29 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import providers
+from . import events, providers
 from .authorization import redirect_uri_for
 from .exceptions import ConfigurationError, OAuth2IntegratorError
 from .fields import Undecryptable
 from .forms import URL_FIELDS, OAuth2ClientAdminForm
 from .masking import mask
-from .models import OAuth2Client, OAuth2Token
+from .models import OAuth2Client, OAuth2Event, OAuth2Token, TokenStatus
+from .revocation import RevokeResult, revoke
 from .status import describe, token_queryset
 from .tokens import refresh_access_token
 from .validators import redact_urls, strip_userinfo
@@ -44,8 +51,15 @@ logger = logging.getLogger("oauth2_integrator")
 
 if TYPE_CHECKING:
     ClientAdminBase = admin.ModelAdmin[OAuth2Client]
+    EventAdminBase = admin.ModelAdmin[OAuth2Event]
 else:  # ModelAdmin is generic only in django-stubs, not at run time.
     ClientAdminBase = admin.ModelAdmin
+    EventAdminBase = admin.ModelAdmin
+
+#: Events shown on a client's page (read-only, newest first); the event list has
+#: them all. A table in the template rather than an inline: an inline's formset
+#: would be posted back with every save of the client.
+INLINE_EVENTS = 20
 
 #: Attribute the prefetch stores a client's tokens in (one query for a whole page).
 _TOKENS_ATTR = "admin_current_tokens"
@@ -102,6 +116,87 @@ def _shown_url(name: str) -> Any:
     return show
 
 
+def _may_view_clients(request: HttpRequest) -> bool:
+    """Who may read the audit trail: whoever may see the clients it is about."""
+    user = request.user
+    return bool(
+        user.is_active
+        and user.is_staff
+        and (
+            user.has_perm("oauth2_integrator.view_oauth2event")
+            or user.has_perm("oauth2_integrator.view_oauth2client")
+            or user.has_perm("oauth2_integrator.change_oauth2client")
+        )
+    )
+
+
+def _actor_label(event: OAuth2Event) -> str:
+    if event.actor_id is None and not event.actor_name:
+        return _("system")
+    if event.actor is not None:
+        return event.actor.get_username()
+    return _("%(name)s (deleted user)") % {"name": event.actor_name}
+
+
+@admin.register(OAuth2Event)
+class OAuth2EventAdmin(EventAdminBase):
+    """Every event, filterable; nobody adds, changes or deletes one here (pruning
+    after ``EVENT_RETENTION_DAYS`` does)."""
+
+    list_display = ("created_at", "client", "kind", "outcome", "actor_shown", "detail")
+    list_filter = (
+        ("client", admin.RelatedOnlyFieldListFilter),
+        "kind",
+        "outcome",
+        "created_at",
+    )
+    list_select_related = ("client", "actor")
+    search_fields = ("client__name", "client__display_name", "detail", "actor_name")
+    date_hierarchy = "created_at"
+    fields = ("created_at", "client", "kind", "outcome", "actor_shown", "detail")
+    readonly_fields = fields
+    actions = None
+
+    @admin.display(description=gettext_lazy("Actor"))
+    def actor_shown(self, obj: OAuth2Event) -> str:
+        return _actor_label(obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _may_view_clients(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _may_view_clients(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Whoever may delete a client deletes its events with it (the admin checks
+        this for the cascade); an event alone is never deleted here."""
+        return request.user.has_perm("oauth2_integrator.delete_oauth2client")
+
+    def delete_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        raise PermissionDenied
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, context)
+
+
 @admin.register(OAuth2Client)
 class OAuth2ClientAdmin(ClientAdminBase):
     form = OAuth2ClientAdminForm
@@ -110,7 +205,7 @@ class OAuth2ClientAdmin(ClientAdminBase):
     # Only the providers in use: the catalog offers well over a hundred.
     list_filter = (("provider", admin.AllValuesFieldListFilter), "enabled")
     search_fields = ("name", "display_name")
-    actions = ["refresh_now"]
+    actions = ["refresh_now", "disconnect"]
     # Endpoints are https in practice; also Django 6's default for scheme-less input.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     readonly_fields = (
@@ -360,11 +455,120 @@ class OAuth2ClientAdmin(ClientAdminBase):
                 ),
                 "label": _("Re-authorize") if token is not None else _("Authorize"),
             }
+        if obj is not None and can_authorize(request) and _has_connection(obj):
+            context["oauth2_disconnect"] = {
+                "url": reverse(
+                    f"{self.admin_site.name}:oauth2_integrator_oauth2client_disconnect",
+                    args=[quote(obj.pk)],
+                ),
+            }
+            context["oauth2_disconnect_confirm"] = _(
+                "Disconnect %(client)s? Its tokens are revoked at the provider and "
+                "API calls fail until it is authorized again."
+            ) % {"client": obj.label}
+        if obj is not None and _may_view_clients(request):
+            context["oauth2_events"] = [
+                {
+                    "created_at": event.created_at,
+                    "kind": event.get_kind_display(),
+                    "outcome": event.get_outcome_display(),
+                    "failed": event.outcome == "failed",
+                    "actor": _actor_label(event),
+                    "detail": event.detail,
+                }
+                for event in OAuth2Event.objects.filter(client=obj)
+                .select_related("actor")
+                .order_by("-created_at", "-pk")[:INLINE_EVENTS]
+            ]
+            context["oauth2_events_url"] = (
+                reverse(
+                    f"{self.admin_site.name}:oauth2_integrator_oauth2event_changelist"
+                )
+                + f"?client__id__exact={quote(obj.pk)}"
+            )
         return super().change_view(request, object_id, form_url, context)
+
+    # ------------------------------------------------- the Disconnect button
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/disconnect/",
+                self.admin_site.admin_view(self.disconnect_view),
+                name=f"{info[0]}_{info[1]}_disconnect",
+            ),
+            *super().get_urls(),
+        ]
+
+    def disconnect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST only (the admin's CSRF check applies), permission ``authorize``."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not can_authorize(request):
+            raise PermissionDenied
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            messages.warning(request, _("That OAuth2 client does not exist any more."))
+            return HttpResponseRedirect(
+                reverse(
+                    f"{self.admin_site.name}:oauth2_integrator_oauth2client_changelist"
+                )
+            )
+        self._disconnect(request, obj)
+        return HttpResponseRedirect(
+            reverse(
+                f"{self.admin_site.name}:oauth2_integrator_oauth2client_change",
+                args=[quote(obj.pk)],
+            )
+        )
+
+    @admin.action(
+        permissions=["authorize"],
+        description=gettext_lazy("Disconnect: revoke the tokens at the provider"),
+    )
+    def disconnect(
+        self, request: HttpRequest, queryset: QuerySet[OAuth2Client]
+    ) -> None:
+        for client in queryset.order_by("name"):
+            self._disconnect(request, client)
+
+    def _disconnect(self, request: HttpRequest, client: OAuth2Client) -> None:
+        """Revoke, tell the operator what the provider said, write the history.
+
+        ``revoke`` writes the audit event; a failure is a message, never a 500.
+        """
+        try:
+            result = revoke(client.name, actor=request.user)
+        except OAuth2IntegratorError as exc:
+            reason = str(exc)
+        except Exception as exc:  # never a 500 for an operator's button
+            logger.exception(
+                "Disconnecting OAuth2 client %r failed unexpectedly.", client.name
+            )
+            reason = _(
+                "an unexpected %(kind)s happened; the server log has the details."
+            ) % {"kind": type(exc).__name__}
+        else:
+            self.log_change(request, client, _("Disconnected: %s") % result.detail)
+            messages.add_message(request, _disconnect_level(result), result.detail)
+            return
+        self.log_change(
+            request, client, _("Disconnect failed: %(reason)s") % {"reason": reason}
+        )
+        messages.error(
+            request,
+            _("Could not disconnect %(client)s: %(reason)s")
+            % {"client": client.label, "reason": reason},
+        )
 
     def save_model(
         self, request: HttpRequest, obj: OAuth2Client, form: Any, change: bool
     ) -> None:
+        # Read by the audit trail's post_save receiver (events.py): who, and the
+        # names of the fields changed (never their values).
+        obj.__dict__[events.ACTOR_ATTR] = request.user
+        obj.__dict__[events.CHANGED_ATTR] = list(form.changed_data) if change else None
         super().save_model(request, obj, form, change)
         if isinstance(obj.client_secret, Undecryptable):
             # Kept as stored (the operator left the field blank): say it still fails.
@@ -416,3 +620,21 @@ class OAuth2ClientAdmin(ClientAdminBase):
                 _("Refreshed the access token of %(clients)s.")
                 % {"clients": ", ".join(refreshed)},
             )
+
+
+def _has_connection(client: OAuth2Client) -> bool:
+    """Is there something to disconnect: a token not yet revoked, or a revoked one
+    whose tokens the provider did not confirm (Disconnect retries it)?"""
+    return (
+        OAuth2Token.objects.filter(client=client, account="")
+        .exclude(status=TokenStatus.REVOKED, access_token="", refresh_token="")
+        .exists()
+    )
+
+
+def _disconnect_level(result: RevokeResult) -> int:
+    if result.confirmed:
+        return messages.SUCCESS
+    if result.failed:
+        return messages.ERROR
+    return messages.WARNING if result.provider == "no_endpoint" else messages.INFO

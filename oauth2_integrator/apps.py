@@ -9,4 +9,9 @@ class OAuth2IntegratorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, providers  # noqa: F401  (registers checks and profiles)
+        # checks and providers register themselves on import.
+        from . import checks, events, providers, revocation  # noqa: F401
+
+        # The audit trail and the revocation of a deleted client's tokens.
+        events.connect_receivers()
+        revocation.connect_receivers()

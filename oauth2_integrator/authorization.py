@@ -415,7 +415,10 @@ def complete(request: HttpRequest, name: str) -> tuple[OAuth2Client, OAuth2Token
         kept[TOKEN_ENDPOINT_VALUE] = chosen_endpoint
     token_set = dataclasses.replace(token_set, provider_values=kept)
     token = store_token_set(
-        client, token_set, account_name=_account_name(config, token_set)
+        client,
+        token_set,
+        account_name=_account_name(config, token_set),
+        actor=pending.user,
     )
     logger.info("OAuth2 client %r is authorized.", client.name)
     return client, token, pending.return_url or admin_url(client)

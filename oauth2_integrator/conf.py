@@ -43,8 +43,31 @@ DEFAULTS: dict[str, Any] = {
     # unauthorized_client, invalid_scope, ...), the provider is not called again
     # for this many seconds unless the client registration changes first.
     "PERMANENT_ERROR_RETRY_DELAY": 3600,
+    # Audit trail (OAuth2Event): events older than this many days are deleted by
+    # `manage.py oauth2_prune_events` and, at most once an hour, as events are written.
+    "EVENT_RETENTION_DAYS": 90,
+    # The background refresh (manage.py oauth2_refresh_tokens, contrib.celery) also
+    # refreshes a token not refreshed (or, never refreshed, not obtained) for this
+    # many seconds, so providers that revoke idle refresh tokens keep them alive. A
+    # provider profile's `refresh_idle_after` (seconds, or None for never) wins.
+    "REFRESH_IDLE_AFTER": 86400,
+    # Transient refresh failures (timeouts, connection errors, 5xx, 429, answers that
+    # are not a token) back off exponentially with jitter: BACKOFF_FIRST seconds,
+    # then twice as long each time, at most BACKOFF_MAX. A provider's Retry-After
+    # wins when it is longer (honoured up to a day).
+    "BACKOFF_FIRST": 30,
+    "BACKOFF_MAX": 3600,
+    # E-mail settings.ADMINS (or NOTIFY_RECIPIENTS, a list of addresses, when set)
+    # once per incident when a client needs an operator (re-authorization, a
+    # refused client registration, a refresh token about to die).
+    "NOTIFY_ADMINS": True,
+    "NOTIFY_RECIPIENTS": None,
     # Accept plain http:// endpoints for hosts other than loopback (development).
     "ALLOW_INSECURE_HTTP": False,
+    # Keep access tokens in this process's memory for up to this many seconds
+    # (never past the refresh margin); 0 turns the cache off. Another process's
+    # refresh or revocation is seen here only when the entry ends (README).
+    "TOKEN_CACHE_TTL": 0,
 }
 
 

@@ -50,6 +50,9 @@ class TokenEndpointError(OAuth2IntegratorError):
 class TransientTokenEndpointError(TokenEndpointError):
     transient = True
 
+    #: Seconds the provider asked to wait (its ``Retry-After`` header), if it said.
+    retry_after: float | None = None
+
 
 class TokenRefreshError(OAuth2IntegratorError):
     """A refresh failed for a reason that may pass; the stored token is unchanged."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import email.utils
 import hashlib
 import json
 import logging
@@ -367,6 +368,33 @@ def clean_words(text: object, limit: int = 300) -> str:
     return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
+#: A Retry-After further away than this is read as this (a day).
+MAX_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime.datetime | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3).
+
+    Either delay-seconds or an HTTP date; a date in the past means 0. Anything
+    else (a provider's typo, a hostile value) is ignored: None. At most a day.
+    """
+    if not value or len(value) > 100:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 5322's unknown zone, read as UTC
+        when = when.replace(tzinfo=datetime.UTC)
+    seconds = (when - (now or timezone.now())).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
 def _invalid(
     client: OAuth2Client, host: str, status: int | None, what: str
 ) -> TokenEndpointError:
@@ -557,7 +585,7 @@ def send(config: ClientConfig, request: TokenRequest, parse: Any) -> TokenSet:
             if status >= 500 or status == 429
             else TokenEndpointError
         )
-        raise exc_class(
+        refused = exc_class(
             f"The token endpoint at {host} refused the request "
             f"(HTTP {status}, error {error!r}){detail}.",
             client=client.name,
@@ -565,14 +593,19 @@ def send(config: ClientConfig, request: TokenRequest, parse: Any) -> TokenSet:
             description=description or None,
             status=status,
         )
+        if isinstance(refused, TransientTokenEndpointError):
+            refused.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise refused
     if status >= 500 or status == 429:
-        raise TransientTokenEndpointError(
+        unavailable = TransientTokenEndpointError(
             f"The token endpoint at {host} is unavailable (HTTP {status}). "
             "Try again later.",
             client=client.name,
             error="server_error" if status >= 500 else "rate_limited",
             status=status,
         )
+        unavailable.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise unavailable
     if 300 <= status < 400:
         location = response.headers.get("Location")
         target = f" to {_host(location)}" if location else ""

@@ -316,8 +316,24 @@ class OAuth2Token(models.Model):
         null=True,
         blank=True,
         help_text=_(
-            "No refresh is attempted before this time (after a permanent error), "
-            "unless the client registration changes or the client is re-authorized."
+            "No refresh is attempted before this time (after a permanent error, or "
+            "backing off after transient ones), unless the client registration "
+            "changes or the client is re-authorized."
+        ),
+    )
+    refresh_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text=_(
+            "Transient refresh failures in a row (timeouts, 5xx, 429); each one "
+            "doubles the wait before the next attempt. 0 after a success."
+        ),
+    )
+    incident_notified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the operator was told that this token needs them; cleared when "
+            "it works again, so each incident is told once."
         ),
     )
     extra = EncryptedJSONField(
@@ -389,6 +405,70 @@ class OAuth2Token(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_within(0)
+
+
+class EventKind(models.TextChoices):
+    AUTHORIZED = "authorized", _("Authorized")
+    REFRESHED = "refreshed", _("Refreshed")
+    REFRESH_FAILED = "refresh_failed", _("Refresh failed")
+    REAUTHORIZATION_REQUIRED = (
+        "reauthorization_required",
+        _("Re-authorization required"),
+    )
+    REVOKED = "revoked", _("Revoked")
+    KEYS_ROTATED = "keys_rotated", _("Keys rotated")
+    CLIENT_CHANGED = "client_changed", _("Client changed")
+
+
+class EventOutcome(models.TextChoices):
+    OK = "ok", _("OK")
+    FAILED = "failed", _("Failed")
+
+
+class OAuth2Event(models.Model):
+    """One line of a client's audit trail (``events.record``); never a secret.
+
+    Written when something happens to a client or its token (a login, a refresh,
+    a failure, a revocation, a change of its registration), never for a plain read
+    of a token. ``client`` is empty for events about the whole installation (a key
+    rotation); ``actor`` is empty when the system acted (a refresh, a command).
+    ``actor_name`` keeps the user's name after the user is deleted.
+    """
+
+    client = models.ForeignKey(
+        OAuth2Client,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+    )
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    outcome = models.CharField(
+        max_length=10, choices=EventOutcome.choices, default=EventOutcome.OK
+    )
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("OAuth2 event")
+        verbose_name_plural = _("OAuth2 events")
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["client", "-created_at"], name="oauth2_event_client_time"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_outcome_display()})"
 
 
 class AuthorizationRequestQuerySet(models.QuerySet["AuthorizationRequest"]):

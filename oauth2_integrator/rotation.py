@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from django.apps import apps
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models.functions import Cast
 
 from . import crypto
@@ -96,7 +97,28 @@ def rotate_keys(*, batch_size: int = DEFAULT_BATCH_SIZE) -> RotationReport:
         reports = {f.name: FieldReport(model._meta.label, f.name) for f in fields}
         report.fields.extend(reports.values())
         _rotate_model(model, fields, reports, batch_size)
+    _record(report)
     return report
+
+
+def _record(report: RotationReport) -> None:
+    """One audit event for the run (about the installation, so no client)."""
+    from .events import record
+    from .models import EventKind, EventOutcome
+
+    left = len(report.undecryptable)
+    detail = (
+        f"Re-encrypted {report.reencrypted} value(s) with the first key; "
+        f"{report.current} already used it."
+    )
+    if left:
+        detail += f" {left} value(s) could not be decrypted and were left as they were."
+    record(
+        None,
+        EventKind.KEYS_ROTATED,
+        outcome=EventOutcome.FAILED if left else EventOutcome.OK,
+        detail=detail,
+    )
 
 
 def _rotate_model(
@@ -121,6 +143,9 @@ def _rotate_model(
             rows = list(
                 queryset.annotate(**raw_columns).values("pk", *raw_columns)[:batch_size]
             )
+            # Rows grouped by the fields they need rewritten: one UPDATE per
+            # group (usually one per batch) instead of one UPDATE per row.
+            groups: dict[tuple[str, ...], list[tuple[object, dict[str, object]]]] = {}
             for row in rows:
                 updates = {}
                 for f in fields:
@@ -128,13 +153,82 @@ def _rotate_model(
                     if value is not _UNCHANGED:
                         updates[f.name] = value
                 if updates:
-                    # Assigning the plain value through the field encrypts it with
-                    # the first key. update() leaves auto_now timestamps alone:
-                    # rotation is not an edit.
-                    manager.filter(pk=row["pk"]).update(**updates)
+                    groups.setdefault(tuple(updates), []).append((row["pk"], updates))
+            for names, group in groups.items():
+                _update_rows(model, [f for f in fields if f.name in names], group)
         if len(rows) < batch_size:
             return
         last_pk = rows[-1]["pk"]
+
+
+def _update_rows(
+    model: type[models.Model],
+    fields: list[EncryptedTextField],
+    rows: list[tuple[object, dict[str, object]]],
+) -> None:
+    """Rewrite many rows' values with a few statements.
+
+    PostgreSQL: one ``UPDATE ... FROM (VALUES ...)``; elsewhere
+    ``UPDATE ... SET f = CASE pk WHEN ... END WHERE pk IN (...)`` in chunks of at
+    most ``CASE_CHUNK`` rows (a CASE is searched linearly for each row). Written
+    here rather than with ``bulk_update``: building Django expressions for every
+    value cost more than the encryption itself. The field's own
+    ``get_db_prep_save`` encrypts each plain value with the first key. Only these
+    columns are written, so auto_now timestamps stay as they were: rotation is not
+    an edit.
+    """
+    connection = connections[model._default_manager.db]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    pk_column = quote(str(model._meta.pk.column))
+
+    def prepared(field: EncryptedTextField, values: dict[str, object]) -> object:
+        return field.get_db_prep_save(values[field.name], connection)
+
+    if connection.vendor == "postgresql":
+        names = ["pk", *(f"v{n}" for n in range(len(fields)))]
+        row_sql = "(" + ", ".join(["%s"] * len(names)) + ")"
+        params: list[Any] = []
+        for pk, values in rows:
+            params += [pk, *(prepared(f, values) for f in fields)]
+        assignments = ", ".join(
+            f"{quote(str(f.column))} = v.v{n}" for n, f in enumerate(fields)
+        )
+        sql = (
+            f"UPDATE {table} SET {assignments} "  # noqa: S608 (quoted names)
+            f"FROM (VALUES {', '.join([row_sql] * len(rows))}) AS v({', '.join(names)}) "
+            f"WHERE {table}.{pk_column} = v.pk"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
+    per_row = 2 * len(fields) + 1
+    limit = connection.features.max_query_params or CASE_CHUNK * per_row
+    chunk = max(1, min(CASE_CHUNK, limit // per_row))
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        assignments_list = []
+        params = []
+        for field in fields:
+            whens = []
+            for pk, values in part:
+                whens.append("WHEN %s THEN %s")
+                params += [pk, prepared(field, values)]
+            assignments_list.append(
+                f"{quote(str(field.column))} = CASE {pk_column} {' '.join(whens)} END"
+            )
+        params += [pk for pk, _ in part]
+        placeholders = ", ".join(["%s"] * len(part))
+        sql = (
+            f"UPDATE {table} SET {', '.join(assignments_list)} "  # noqa: S608 (quoted names)
+            f"WHERE {pk_column} IN ({placeholders})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+#: Rows per ``UPDATE ... CASE`` statement on databases other than PostgreSQL.
+CASE_CHUNK = 100
 
 
 _UNCHANGED = object()

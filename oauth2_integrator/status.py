@@ -21,6 +21,7 @@ __all__ = [
     "client_queryset",
     "describe",
     "refresh_problem",
+    "renewal_problem",
     "rows",
     "token_queryset",
 ]
@@ -82,8 +83,8 @@ def describe(
     if token.status != TokenStatus.ACTIVE:
         return NEEDS_REAUTHORIZATION
     now = now or timezone.now()
-    problem = refresh_problem(client, token, now=now) or refresh_token_ending(
-        token, now=now
+    problem = refresh_problem(client, token, now=now) or renewal_problem(
+        client, token, now=now
     )
     # Who the token belongs to, when the provider said (OpenID Connect's ID token,
     # a profile's userinfo): "Connected as alice@example.com, expires in ...".
@@ -134,6 +135,56 @@ def refresh_token_ending(
     return ""
 
 
+def profile_renews(client: OAuth2Client) -> bool:
+    """True when the client's provider profile renews tokens without a refresh
+    token (it implements ``renewal_request``: Facebook, Instagram); read from the
+    class, so no secret is needed to know."""
+    from .providers import registry
+    from .providers.base import ProviderProfile
+
+    try:
+        profile = registry.get(client.provider)
+    except Exception:  # an unknown profile: the refresh path reports it
+        return False
+    return type(profile).renewal_request is not ProviderProfile.renewal_request
+
+
+def renewal_problem(
+    client: OAuth2Client,
+    token: OAuth2Token,
+    *,
+    renews: bool | None = None,
+    now: datetime.datetime | None = None,
+) -> str:
+    """Why the token will stop working, ahead of time, or "" when nothing is known.
+
+    Either its refresh token has a known end of life within
+    ``REFRESH_TOKEN_WARNING`` (``refresh_token_ending``), or it has no refresh
+    token, its profile cannot renew it (``renews``; read from the profile when not
+    given) and the access token expires within that window. The sweep flags these
+    (``reauthorization_required``, one e-mail) before the connection dies.
+    """
+    now = now or timezone.now()
+    if _has_refresh_token(token):
+        return refresh_token_ending(token, now=now)
+    if token.expires_at is None or token.expires_at - now > REFRESH_TOKEN_WARNING:
+        return ""
+    if renews is None:
+        renews = profile_renews(client)
+    if renews and token.expires_at > now:
+        return ""
+    if token.expires_at <= now:
+        return (
+            f"the access token expired {_words(timesince(token.expires_at, now))} "
+            "ago and there is no refresh token: re-authorize the client"
+        )
+    return (
+        f"the access token expires in {_words(timeuntil(token.expires_at, now))} "
+        "and cannot be renewed (no refresh token): re-authorize the client before "
+        "then"
+    )
+
+
 #: What an operator does about a permanent refresh error (RFC 6749 §5.2).
 _FIXES = {
     "invalid_client": "check the client ID and secret",
@@ -148,19 +199,29 @@ _FIXES = {
 def refresh_problem(
     client: OAuth2Client, token: OAuth2Token, *, now: datetime.datetime | None = None
 ) -> str:
-    """A permanent refresh error that holds refreshes back, in an operator's words.
+    """A refresh error that holds refreshes back, in an operator's words.
 
     Empty when there is none. Mirrors ``tokens``: the provider is not asked again
-    before ``next_attempt_at`` unless the client was changed after the error.
+    before ``next_attempt_at`` unless the client was changed after the error;
+    after transient failures (``refresh_attempts``) that is the back-off.
     """
     if token.next_attempt_at is None:
         return ""
     code = token.last_error_code or "error"
-    fix = _FIXES.get(code, "see the last error")
     now = now or timezone.now()
     changed = token.last_error_at is not None and (
         client.updated_at > token.last_error_at
     )
+    attempts = getattr(token, "refresh_attempts", 0)
+    if attempts:
+        times = "once" if attempts == 1 else f"{attempts} times in a row"
+        if changed or token.next_attempt_at <= now:
+            return f"refresh failed {times} ({code}); retried on next use"
+        return (
+            f"refresh failed {times} ({code}), probably a provider outage; "
+            f"next attempt in {_words(timeuntil(token.next_attempt_at, now))}"
+        )
+    fix = _FIXES.get(code, "see the last error")
     if changed or token.next_attempt_at <= now:
         retry = "retried on next use"
     else:
@@ -207,6 +268,7 @@ def rows(
                 "last_error_at": _iso(token.last_error_at if token else None),
                 "last_error_code": token.last_error_code if token else "",
                 "next_attempt_at": _iso(token.next_attempt_at if token else None),
+                "refresh_attempts": token.refresh_attempts if token else 0,
             }
         )
     return result

@@ -15,7 +15,14 @@ when a spent one is replayed. So the refresh
   saved, the new access token, refresh token and expiry are saved alone;
 - after a permanent error (``invalid_client``, ``unauthorized_client``, ...) does not
   ask the provider again until the client registration changes, the client is
-  re-authorized, or ``PERMANENT_ERROR_RETRY_DELAY`` has passed.
+  re-authorized, or ``PERMANENT_ERROR_RETRY_DELAY`` has passed;
+- after a transient failure (timeout, connection error, 5xx, 429, an answer that is
+  not a token) backs off exponentially with jitter (``BACKOFF_FIRST`` doubling up to
+  ``BACKOFF_MAX``, or the provider's longer ``Retry-After``), recorded on the row
+  (``refresh_attempts``, ``next_attempt_at``) so that every caller, the sweep and
+  the workers share it: during an outage the provider sees one call per step,
+  while a still-valid token keeps being served;
+- tells an operator once per incident (``notifications``) when one must act.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import random
 import threading
 import time
 import traceback
@@ -34,7 +42,7 @@ from django.db import DatabaseError, OperationalError, connections, router, tran
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from . import flow, providers, signals
+from . import cache, flow, notifications, providers, signals, status
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -73,7 +81,10 @@ class _RefreshInProgress(TokenRefreshError):
 
 
 class _HeldBack(TokenRefreshError):
-    """A permanent error was recorded and nothing changed since: no call is made."""
+    """A permanent error was recorded and nothing changed since, or a transient one
+    is being backed off (``backoff``): no call is made."""
+
+    backoff: bool = False
 
 
 def _client(name: str) -> OAuth2Client:
@@ -88,14 +99,95 @@ def _client(name: str) -> OAuth2Client:
     return client
 
 
-def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
-    """The client and its usable token, in one query on the hot path.
+#: What the valid-token path reads: the access token is the only secret decrypted.
+_HOT_COLUMNS = (
+    "access_token",
+    "expires_at",
+    "obtained_at",
+    "refreshed_at",
+    "status",
+    "client__enabled",
+)
+_NAME, _ACCOUNT = "\x00name", "\x00account"  # placeholders, never stored
 
-    The client secret is left encrypted (deferred) until a refresh needs it.
+_hot_statements = threading.local()
+
+
+def _hot_statement(alias: str) -> tuple[str, list[int], list[Any]] | None:
+    """The valid-token query compiled once per thread's connection.
+
+    Django compiles a queryset on every call, and that compilation (not the
+    database) was most of the hot path's cost: the SQL, the order of its two
+    parameters and the columns' converters (which decrypt ``access_token``) are
+    kept and reused. None when the backend puts other parameters in the query.
+    """
+    connection = connections[alias]
+    cached = _hot_statements.__dict__.get(alias)
+    if cached is not None and cached[0] is connection:
+        return cached[1]
+    query = (
+        OAuth2Token.objects.using(alias)
+        .filter(client__name=_NAME, account=_ACCOUNT)
+        .values_list(*_HOT_COLUMNS)[:1]
+        .query
+    )
+    compiler = query.get_compiler(using=alias)
+    sql, params = compiler.as_sql()
+    statement: tuple[str, list[int], list[Any]] | None = None
+    if sorted(params) == sorted([_NAME, _ACCOUNT]) and len(params) == 2:
+        order = [0 if p == _NAME else 1 for p in params]
+        columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+        statement = (sql, order, [compiler, compiler.get_converters(columns)])
+    _hot_statements.__dict__[alias] = (connection, statement)
+    return statement
+
+
+def _hot_read(name: str, account: str) -> tuple[Any, ...] | None:
+    """One query: the access token (decrypted) and what decides whether it is
+    served as it is; None when there is no such token."""
+    alias = router.db_for_read(OAuth2Token)
+    statement = _hot_statement(alias)
+    if statement is None:
+        return (
+            OAuth2Token.objects.using(alias)
+            .filter(client__name=name, account=account)
+            .values_list(*_HOT_COLUMNS)
+            .first()
+        )
+    sql, order, (compiler, converters) = statement
+    values = (name, account)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [values[i] for i in order])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if converters:
+        row = next(iter(compiler.apply_converters([row], converters)))
+    return tuple(row)
+
+
+def _refresh_at(
+    expires_at: datetime.datetime | None,
+    issued: datetime.datetime,
+    margin: float,
+) -> datetime.datetime | None:
+    """When the token enters its refresh margin (``OAuth2Token.needs_refresh``:
+    the margin is capped at half the token's lifetime); None if it never expires."""
+    if expires_at is None:
+        return None
+    lifetime = (expires_at - issued).total_seconds()
+    if lifetime > 0:
+        margin = min(margin, lifetime / 2)
+    return expires_at - datetime.timedelta(seconds=margin)
+
+
+def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
+    """The client and its usable token, in one query (the refresh path, the checks).
+
+    Everything is loaded, client secret included: a refresh needs all of it.
     """
     token = (
         OAuth2Token.objects.select_related("client")
-        .defer("client__client_secret")
         .filter(client__name=name, account=account)
         .first()
     )
@@ -127,7 +219,39 @@ def get_access_token(name: str, *, account: str = "") -> str:
     Raises ``AuthorizationRequired`` when an operator must act, and
     ``TokenRefreshError`` when a needed refresh failed (or is held back after a
     permanent error) and the stored token has already expired.
+
+    A valid token costs one narrow query and one decryption (or, with
+    ``TOKEN_CACHE_TTL``, a lookup in this process's memory); anything else takes
+    the full path below.
     """
+    ttl = app_settings.TOKEN_CACHE_TTL
+    if ttl:
+        cached = cache.get(name, account)
+        if cached is not None:
+            return cached
+        seen_generation = cache.generation()
+    row = _hot_read(name, account)
+    if row is not None:
+        access_token, expires_at, obtained_at, refreshed_at, status, enabled = row
+        if enabled and status == TokenStatus.ACTIVE:
+            refresh_at = _refresh_at(
+                expires_at, refreshed_at or obtained_at, app_settings.REFRESH_MARGIN
+            )
+            if refresh_at is None or timezone.now() < refresh_at:
+                if ttl:
+                    cache.put(
+                        name,
+                        account,
+                        access_token,
+                        refresh_at=refresh_at,
+                        ttl=ttl,
+                        seen_generation=seen_generation,
+                    )
+                return str(access_token)
+    return _get_access_token_slow(name, account)
+
+
+def _get_access_token_slow(name: str, account: str) -> str:
     client, token = _load(name, account)
     if not token.needs_refresh(app_settings.REFRESH_MARGIN):
         return token.access_token
@@ -237,6 +361,23 @@ def _held_back(
     if token.last_error_at is not None and client.updated_at > token.last_error_at:
         return None
     code = token.last_error_code or "error"
+    if token.refresh_attempts:
+        times = (
+            "once"
+            if token.refresh_attempts == 1
+            else f"{token.refresh_attempts} times in a row"
+        )
+        held = _HeldBack(
+            f"Refreshing the token of OAuth2 client {client.name!r} failed {times} "
+            f"({code}); backing off, the next attempt is at "
+            f"{token.next_attempt_at.astimezone(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC. "
+            "Nothing to do if the provider recovers; the status page has the last "
+            "error.",
+            client=client.name,
+            error=code,
+        )
+        held.backoff = True
+        return held
     return _HeldBack(
         f"The provider refused to refresh the token of OAuth2 client {client.name!r} "
         f"({code}) and is not asked again before "
@@ -246,6 +387,23 @@ def _held_back(
         client=client.name,
         error=code,
     )
+
+
+def backoff_delay(attempts: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after the ``attempts``-th transient failure in a row.
+
+    ``BACKOFF_FIRST`` doubled each time, at most ``BACKOFF_MAX``, times a random
+    1 to 1.25 (so tokens that failed together do not come back together; the first
+    step is never shorter than ``BACKOFF_FIRST``). A provider's ``Retry-After``
+    wins when it is longer (``flow.parse_retry_after`` caps it at a day).
+    """
+    first = float(app_settings.BACKOFF_FIRST)
+    cap = max(float(app_settings.BACKOFF_MAX), first)
+    step = first * 2 ** min(max(attempts, 1) - 1, 40)
+    delay = min(cap, step * random.uniform(1.0, 1.25))  # noqa: S311 (not a secret)
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay
 
 
 # --- running the refresh outside the caller's transaction ---------------------------
@@ -356,30 +514,63 @@ class _Outcome:
     refreshed: bool = False
     failure: OAuth2IntegratorError | None = None
     scope_narrowed: list[str] = dataclasses.field(default_factory=list)
+    #: This failure opened an incident (claimed under the row lock): tell the operator.
+    incident: bool = False
+
+
+#: Decides, on the freshly locked row, whether a refresh is still due.
+DuePredicate = Callable[[OAuth2Client, OAuth2Token], bool]
 
 
 def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
+    return _refresh_outcome(client, seen, force=force).token.access_token
+
+
+def _refresh_outcome(
+    client: OAuth2Client,
+    seen: OAuth2Token,
+    *,
+    force: bool,
+    due: DuePredicate | None = None,
+    wait: float | None = None,
+) -> _Outcome:
+    """Refresh under the row lock; signals and the operator's notice go out after.
+
+    ``due`` replaces the expiry check made once the row is locked (the sweep
+    refreshes idle tokens too); ``wait`` 0 skips a token another runner holds.
+    """
     held = _held_back(client, seen)
     if held is not None:
         raise held
     alias = router.db_for_write(OAuth2Token)
-    wait = (
-        float(app_settings.LOCK_WAIT_TIMEOUT)
-        if force or seen.is_expired
-        else 0.0  # a still-valid token is served at once while another refreshes
-    )
+    if wait is None:
+        wait = (
+            float(app_settings.LOCK_WAIT_TIMEOUT)
+            if force or seen.is_expired
+            else 0.0  # a still-valid token is served at once while another refreshes
+        )
     outcome = _on_own_connection(
         alias,
-        lambda: _refresh_locked(client, seen, force=force, alias=alias, wait=wait),
+        lambda: _refresh_locked(
+            client, seen, force=force, alias=alias, wait=wait, due=due
+        ),
     )
     token = outcome.token
     if outcome.failure is not None:
+        needs_reauthorization = isinstance(outcome.failure, AuthorizationRequired)
         signals.token_refresh_failed.send(
             sender=OAuth2Client,
             client=client,
             error=outcome.failure,
-            reauthorization_required=isinstance(outcome.failure, AuthorizationRequired),
+            reauthorization_required=needs_reauthorization,
         )
+        if outcome.incident:
+            notifications.tell_operator(
+                client,
+                token,
+                reason=str(outcome.failure),
+                reauthorization=needs_reauthorization,
+            )
         raise outcome.failure
     if outcome.refreshed:
         logger.info("Refreshed the access token of OAuth2 client %r.", client.name)
@@ -389,11 +580,17 @@ def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
             token=token,
             scope_narrowed=outcome.scope_narrowed,
         )
-    return token.access_token
+    return outcome
 
 
 def _refresh_locked(
-    client: OAuth2Client, seen: OAuth2Token, *, force: bool, alias: str, wait: float
+    client: OAuth2Client,
+    seen: OAuth2Token,
+    *,
+    force: bool,
+    alias: str,
+    wait: float,
+    due: DuePredicate | None = None,
 ) -> _Outcome:
     with _row_lock(seen.pk, alias, name=client.name, wait=wait) as token:
         token.client = client  # already loaded; saves a query
@@ -407,9 +604,11 @@ def _refresh_locked(
             token.refreshed_at != seen.refreshed_at
             or token.obtained_at != seen.obtained_at
         )
-        if refreshed_meanwhile or (
-            not force and not token.needs_refresh(app_settings.REFRESH_MARGIN)
-        ):
+        if due is not None:
+            still_due = force or due(client, token)
+        else:
+            still_due = force or token.needs_refresh(app_settings.REFRESH_MARGIN)
+        if refreshed_meanwhile or not still_due:
             # Another process refreshed while this one waited for the lock.
             return _Outcome(token)
         held = _held_back(client, token)
@@ -431,18 +630,28 @@ def _refresh_locked(
                     )
                 token_set = flow.renew(config, renewal)
         except TokenEndpointError as exc:
-            return _Outcome(token, failure=_record_failure(client, token, exc, alias))
+            failure, told = _record_failure(client, token, exc, alias)
+            return _Outcome(token, failure=failure, incident=told)
         except (ConfigurationError, AuthorizationRequired) as exc:
             # An operator's problem with a clear message: recorded and raised as is.
-            _write_failure(token, alias, message=str(exc), code="configuration")
-            return _Outcome(token, failure=exc)
+            told = _write_failure(
+                token, alias, message=str(exc), code="configuration", incident=True
+            )
+            return _Outcome(token, failure=exc, incident=told)
         except Exception as exc:
             return _Outcome(
                 token, failure=_record_unexpected(client, token, exc, alias)
             )
         dropped = _dropped_scopes(config, token.scope, token_set.scope)
+        told_at = token.incident_notified_at
         _apply(token, token_set, keep_refresh_token=True)
         token.refreshed_at = timezone.now()
+        if told_at is not None and status.renewal_problem(
+            client, token, renews=True if token.refresh_token else None
+        ):
+            # Still ending (a refresh token whose known lifetime runs out): the
+            # operator was told about this incident already.
+            token.incident_notified_at = told_at
         _save_refreshed(client, token, alias)
     if dropped:
         logger.warning(
@@ -513,6 +722,8 @@ def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> Non
                 last_error_at=token.last_error_at,
                 last_error_code=STORAGE_ERROR,
                 next_attempt_at=None,
+                refresh_attempts=0,
+                incident_notified_at=token.incident_notified_at,
                 updated_at=timezone.now(),
             )
     except DatabaseError as exc:
@@ -540,8 +751,16 @@ def _write_failure(
     code: str,
     retry_after: float | None = None,
     status: str | None = None,
-) -> None:
-    """Record a failed refresh on the row; a storage problem here is only logged."""
+    attempts: int = 0,
+    incident: bool = False,
+) -> bool:
+    """Record a failed refresh on the row; a storage problem here is only logged.
+
+    ``attempts``: transient failures in a row, this one included (0 for the
+    others). ``incident``: an operator must act; the row is marked as told, and
+    True is returned when this call is the one that must tell them (the row is
+    locked, so exactly one runner does).
+    """
     now = timezone.now()
     token.last_error = message
     token.last_error_at = now
@@ -549,7 +768,18 @@ def _write_failure(
     token.next_attempt_at = (
         now + datetime.timedelta(seconds=retry_after) if retry_after else None
     )
-    fields = ["last_error", "last_error_at", "last_error_code", "next_attempt_at"]
+    token.refresh_attempts = attempts
+    fields = [
+        "last_error",
+        "last_error_at",
+        "last_error_code",
+        "next_attempt_at",
+        "refresh_attempts",
+    ]
+    tell = incident and token.incident_notified_at is None
+    if tell:
+        token.incident_notified_at = now
+        fields.append("incident_notified_at")
     if status is not None:
         token.status = status
         fields.append("status")
@@ -564,25 +794,57 @@ def _write_failure(
             token.client.name,
             type(exc).__name__,
         )
+    return tell
+
+
+def _back_off(
+    token: OAuth2Token,
+    alias: str,
+    *,
+    message: str,
+    code: str,
+    retry_after: float | None = None,
+) -> str:
+    """Record a transient failure and the wait before the next attempt; returns
+    the sentence that says when that is."""
+    attempts = token.refresh_attempts + 1
+    delay = backoff_delay(attempts, retry_after)
+    _write_failure(
+        token, alias, message=message, code=code, retry_after=delay, attempts=attempts
+    )
+    when = (token.next_attempt_at or timezone.now()).astimezone(datetime.UTC)
+    return (
+        f"The provider is asked again at {when:%Y-%m-%d %H:%M:%S} UTC "
+        f"(attempt {attempts + 1})."
+    )
 
 
 def _record_failure(
     client: OAuth2Client, token: OAuth2Token, exc: TokenEndpointError, alias: str
-) -> OAuth2IntegratorError:
+) -> tuple[OAuth2IntegratorError, bool]:
     """Write down what went wrong; only ``invalid_grant`` changes the token's status.
 
-    Other permanent errors (``invalid_client``, ``unauthorized_client``,
-    ``invalid_scope``, an answer that is not a token) would fail the same way on the
-    next call, so the provider is not asked again for a while (``next_attempt_at``).
+    Returns the error for the caller and whether this failure opened an incident
+    the operator must be told about.
+
+    Transient failures back off (``_back_off``). So does an answer that is not a
+    token (``invalid_response``: an HTML page, a body too large or too deep): that
+    is far more often a proxy's error page or a maintenance page than a wrong URL,
+    and the back-off reaches ``BACKOFF_MAX`` (an hour by default) within a few steps
+    anyway. Other permanent errors (``invalid_client``, ``unauthorized_client``,
+    ``invalid_scope``) would fail the same way on the next call, so the provider is
+    not asked again for a while (``next_attempt_at``) and the operator is told.
     """
     code = exc.error or "error"
+    told = False
     if exc.error == "invalid_grant":
-        _write_failure(
+        told = _write_failure(
             token,
             alias,
             message=str(exc),
             code=code,
             status=TokenStatus.REAUTHORIZATION_REQUIRED,
+            incident=True,
         )
         failure: OAuth2IntegratorError = AuthorizationRequired(
             f"The provider no longer accepts the refresh token of OAuth2 client "
@@ -593,10 +855,16 @@ def _record_failure(
             description=exc.description,
             status=exc.status,
         )
-    elif exc.transient:
-        _write_failure(token, alias, message=str(exc), code=code)
+    elif exc.transient or exc.error == "invalid_response":
+        when = _back_off(
+            token,
+            alias,
+            message=str(exc),
+            code=code,
+            retry_after=getattr(exc, "retry_after", None),
+        )
         failure = TokenRefreshError(
-            f"Refreshing OAuth2 client {client.name!r} failed: {exc}",
+            f"Refreshing OAuth2 client {client.name!r} failed: {exc} {when}",
             client=client.name,
             error=exc.error,
             description=exc.description,
@@ -604,7 +872,9 @@ def _record_failure(
         )
     else:
         delay = float(app_settings.PERMANENT_ERROR_RETRY_DELAY)
-        _write_failure(token, alias, message=str(exc), code=code, retry_after=delay)
+        told = _write_failure(
+            token, alias, message=str(exc), code=code, retry_after=delay, incident=True
+        )
         failure = TokenRefreshError(
             f"Refreshing OAuth2 client {client.name!r} failed: {exc} The provider is "
             f"not asked again for {delay:g} s unless the client registration is "
@@ -615,7 +885,7 @@ def _record_failure(
             status=exc.status,
         )
     logger.warning("Refreshing OAuth2 client %r failed: %s", client.name, exc)
-    return failure
+    return failure, told
 
 
 def _record_unexpected(
@@ -624,14 +894,16 @@ def _record_unexpected(
     """A bug or a hostile answer (RecursionError, a provider hook's ValueError, ...).
 
     The traceback goes to the log with every secret this code knows masked; the
-    caller gets a ``TokenRefreshError`` like any other failed refresh.
+    caller gets a ``TokenRefreshError`` like any other failed refresh, and the
+    next attempt backs off like a transient failure's (a hostile answer must not
+    be fetched again by every caller).
     """
     kind = type(exc).__name__
     message = (
         f"Refreshing OAuth2 client {client.name!r} failed with an unexpected {kind}; "
         "the server log has the details. The stored token was not changed."
     )
-    _write_failure(token, alias, message=message, code="unexpected_error")
+    _back_off(token, alias, message=message, code="unexpected_error")
     text = "".join(traceback.format_exception(exc))
     secrets = [token.refresh_token, token.access_token]
     loaded_secret = client.__dict__.get("client_secret")
@@ -685,6 +957,8 @@ def _apply(
     token.last_error_at = None
     token.last_error_code = ""
     token.next_attempt_at = None
+    token.refresh_attempts = 0
+    token.incident_notified_at = None
 
 
 def store_token_set(
@@ -693,6 +967,7 @@ def store_token_set(
     *,
     account: str = "",
     account_name: str = "",
+    actor: Any = None,
 ) -> OAuth2Token:
     """Save the tokens of a completed authorization.
 
@@ -718,6 +993,7 @@ def store_token_set(
         )
         if token is None:
             token = OAuth2Token(client=client, account=account, scope=client.scope)
+        replaced = _stored_refresh_token(token)
         keep = token.pk is not None and token.status == TokenStatus.ACTIVE
         token.extra = {}
         token.provider_values = {}
@@ -728,5 +1004,29 @@ def store_token_set(
         token.obtained_at = timezone.now()
         token.refreshed_at = None
         token.save()
-    signals.token_obtained.send(sender=OAuth2Client, client=client, token=token)
+    signals.token_obtained.send(
+        sender=OAuth2Client, client=client, token=token, actor=actor
+    )
+    if replaced and replaced != token.refresh_token:
+        # RFC 7009 at the provider, after the commit and outside the lock; it
+        # never fails the login (revocation.py).
+        from .revocation import revoke_replaced_refresh_token
+
+        revoke_replaced_refresh_token(client, replaced, actor=actor)
     return token
+
+
+def _stored_refresh_token(token: OAuth2Token) -> str:
+    """The refresh token a new login is about to replace ("" when none, or when no
+    configured key decrypts it: the login must still repair such a row)."""
+    if token.pk is None:
+        return ""
+    try:
+        value = (
+            OAuth2Token.objects.filter(pk=token.pk)
+            .values_list("refresh_token", flat=True)
+            .first()
+        )
+    except ConfigurationError:
+        return ""
+    return value or ""

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -75,18 +78,18 @@ class _Deadline:
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
         self.expired = False
+        self.done = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def passed(self) -> bool:
         return self.expired or time.monotonic() >= self.ends
 
     def watch(self, sock: socket.socket) -> None:
         try:
-            duplicate = sock.dup()
-        except OSError:
+            # socket.fromfd, not sock.dup(): an ssl socket refuses dup().
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, ValueError):
             return
         with self._lock:
             if not self.expired:
@@ -97,21 +100,67 @@ class _Deadline:
 
     def _expire(self) -> None:
         with self._lock:
+            if self.done:
+                return
             self.expired = True
             sockets = list(self._sockets)
         for sock in sockets:
             _shut(sock)
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        _watchdog.add(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
         with self._lock:
+            self.done = True
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             sock.close()
+
+
+class _Watchdog:
+    """One thread per process that expires every request's deadline when its time
+    comes: starting a timer thread per request cost more than a keep-alive request.
+    Finished deadlines are dropped when they reach the front of the queue."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._cond:
+            if self._thread is None or self._pid != os.getpid():
+                # First use, or a forked child (threads do not survive a fork).
+                self._queue = []
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="oauth2-integrator-deadlines", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._queue, (deadline.ends, next(self._order), deadline))
+            if self._queue[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._queue and self._queue[0][2].done:
+                        heapq.heappop(self._queue)
+                    if self._queue and self._queue[0][0] <= time.monotonic():
+                        due = heapq.heappop(self._queue)[2]
+                        break
+                    self._cond.wait(
+                        self._queue[0][0] - time.monotonic() if self._queue else None
+                    )
+            due._expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -141,11 +190,23 @@ class _WatchedHTTPSConnection(HTTPSConnection):
         return _watch(super()._new_conn())
 
 
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+class _WatchReused:
+    """A kept-alive connection taken from the pool already has its socket: the
+    request's deadline watches it too (a new one is watched as it connects)."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            _watch(sock)
+        return conn
+
+
+class _WatchedHTTPConnectionPool(_WatchReused, HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 
 
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+class _WatchedHTTPSConnectionPool(_WatchReused, HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
@@ -168,6 +229,44 @@ class _WatchedAdapter(HTTPAdapter):
             # SOCKS proxies keep their own pools: only the between-chunk check.
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
+
+
+# --- pooled sessions ------------------------------------------------------------------
+
+_sessions = threading.local()
+
+
+def _session(url: str) -> requests.Session:
+    """This thread's session for the URL's host: its connections are kept alive.
+
+    One per thread (a ``requests.Session`` is not thread-safe) and per scheme, host
+    and port, created again in a forked child (a Celery prefork worker must not share
+    its parent's sockets).
+    """
+    parts = urllib3.util.parse_url(url)
+    key = (os.getpid(), parts.scheme, parts.host, parts.port)
+    pool: dict[tuple[Any, ...], requests.Session] | None = getattr(
+        _sessions, "by_host", None
+    )
+    if pool is None or getattr(_sessions, "pid", None) != os.getpid():
+        pool = _sessions.by_host = {}
+        _sessions.pid = os.getpid()
+    session = pool.get(key)
+    if session is None:
+        session = requests.Session()
+        adapter = _WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        pool[key] = session
+    return session
+
+
+def close_sessions() -> None:
+    """Close this thread's kept-alive connections (tests, a worker shutting down)."""
+    pool = getattr(_sessions, "by_host", None) or {}
+    for session in pool.values():
+        session.close()
+    pool.clear()
 
 
 # --- reading a bounded body ----------------------------------------------------------
@@ -303,10 +402,8 @@ def request(
     deadline = _Deadline(seconds)
     context = _current_deadline.set(deadline)
     try:
-        with deadline, requests.Session() as session:
-            adapter = _WatchedAdapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+        with deadline:
+            session = _session(url)
             try:
                 response = session.request(
                     method,
@@ -324,10 +421,18 @@ def request(
                     allow_redirects=False,
                     stream=True,
                 )
+                reusable = False
                 try:
                     body = _read_body(response, limit, deadline)
+                    reusable = not deadline.passed()
                 finally:
-                    response.close()
+                    if reusable:
+                        # Read to the end: the connection goes back to the pool.
+                        response.raw.release_conn()
+                    else:
+                        # Cut short (cap, deadline, error): never reused.
+                        response.raw.close()
+                        response.close()
             except (requests.RequestException, OSError) as exc:
                 if deadline.passed():
                     raise DeadlineExceeded(seconds) from exc

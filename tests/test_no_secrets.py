@@ -102,6 +102,10 @@ def full_run(
     with pytest.raises(TokenRefreshError) as transient:
         refresh_access_token("acme")
     seen["exceptions"].append(transient.value)
+    with pytest.raises(TokenRefreshError) as backing_off:
+        refresh_access_token("acme")  # held back by the back-off (issue 7)
+    seen["exceptions"].append(backing_off.value)
+    OAuth2Token.objects.update(next_attempt_at=None)  # the back-off step passes
     token_endpoint.replace(
         "POST",
         TOKEN_URL,
@@ -184,7 +188,7 @@ def test_no_secret_in_the_log(full_run):
 
 
 def test_no_secret_in_pages_or_exceptions(full_run):
-    assert len(full_run["exceptions"]) == 4
+    assert len(full_run["exceptions"]) == 5  # the back-off's own since issue 7
     for exc in full_run["exceptions"]:
         for text in (str(exc), repr(exc), exc.description or "", exc.error or ""):
             assert_none_in(text, full_run["secrets"], type(exc).__name__)

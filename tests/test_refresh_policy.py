@@ -157,13 +157,20 @@ def test_reauthorization_lifts_the_hold(expired, oauth_client, token_endpoint):
     assert token.last_error_code == ""
 
 
-def test_transient_errors_do_not_hold_refreshes_back(expired, token_endpoint):
+def test_transient_errors_back_off_instead_of_holding_for_an_hour(
+    expired, token_endpoint
+):
+    """Issue 7 changed this: a transient failure backs off (tests/test_backoff.py)
+    for BACKOFF_FIRST seconds, not PERMANENT_ERROR_RETRY_DELAY, and tells no one."""
     token_endpoint.post(TOKEN_URL, status=503)
     for _ in range(2):
         with pytest.raises(TokenRefreshError):
             get_access_token("acme")
-    assert len(token_endpoint.calls) == 2
-    assert OAuth2Token.objects.get().next_attempt_at is None
+    assert len(token_endpoint.calls) == 1  # the second caller waits for the step
+    token = OAuth2Token.objects.get()
+    assert token.refresh_attempts == 1
+    assert token.next_attempt_at < in_seconds(30 * 1.25 + 5)
+    assert token.incident_notified_at is None
 
 
 # --- item 14: expiry counts from when the request was sent -------------------------

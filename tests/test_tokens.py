@@ -47,6 +47,7 @@ def unchanged_but_error(token: OAuth2Token, before: dict[str, Any]) -> dict[str,
         "last_error_at",
         "last_error_code",
         "next_attempt_at",
+        "refresh_attempts",  # the back-off after a transient failure
     }
     return after
 
@@ -192,11 +193,15 @@ def test_a_successful_refresh_clears_the_last_error(expiring, token_endpoint):
     token_endpoint.post(TOKEN_URL, status=503)
     get_access_token("acme")  # still valid: the current token is returned
     assert OAuth2Token.objects.get().last_error
+    # The back-off step passes (tests/test_backoff.py covers the wait itself).
+    OAuth2Token.objects.update(next_attempt_at=in_seconds(-1))
     token_endpoint.replace("POST", TOKEN_URL, json=REFRESHED)
     assert get_access_token("acme") == REFRESHED["access_token"]
     token = OAuth2Token.objects.get()
     assert token.last_error == ""
     assert token.last_error_at is None
+    assert token.refresh_attempts == 0
+    assert token.next_attempt_at is None
 
 
 # --- the failure policy ---------------------------------------------------------

@@ -1,0 +1,116 @@
+"""One refresh against a bare keep-alive ``requests.Session`` post to the same local
+endpoint plus the row's save, side by side in one run; and the SQL statements a
+refresh runs.
+
+Run on demand: ``.venv/bin/python benchmarks/bench_refresh.py [refreshes]``
+(PostgreSQL scratch database, see ``_scratch.py``; a local HTTP/1.1 token endpoint
+in a thread).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from _scratch import scratch_postgres, setup_django
+
+ROUNDS = 7
+BODY = json.dumps(
+    {
+        "access_token": "a" * 180,
+        "refresh_token": "r" * 60,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    }
+).encode()
+
+
+class TokenEndpoint(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    # One segment per answer (headers and body buffered), no Nagle: otherwise a
+    # delayed ACK adds 40 ms to every request, for both sides alike.
+    wbufsize = 65536
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    with scratch_postgres() as database:
+        setup_django(database)
+        import requests
+        from django.db import connection, connections
+        from django.test.utils import CaptureQueriesContext
+
+        from oauth2_integrator.models import OAuth2Token
+        from oauth2_integrator.testutils import connect_client
+        from oauth2_integrator.tokens import refresh_access_token
+
+        connect_client(
+            "bench",
+            refresh_token="r" * 60,
+            token_endpoint=url,
+            token_auth_method="none",
+        )
+        refresh_access_token("bench")
+        session = requests.Session()
+        row = OAuth2Token.objects.get(client__name="bench")
+
+        def bare() -> None:
+            answer = session.post(
+                url,
+                data={"grant_type": "refresh_token", "refresh_token": "r" * 60},
+                timeout=5,
+            ).json()
+            row.access_token = answer["access_token"]
+            row.save()
+
+        def ours() -> None:
+            refresh_access_token("bench")
+
+        best = {"bare": float("inf"), "ours": float("inf")}
+        for _ in range(ROUNDS):
+            for label, func in (("bare", bare), ("ours", ours)):
+                start = time.perf_counter()
+                for _ in range(count):
+                    func()
+                per_call = (time.perf_counter() - start) / count * 1e6
+                best[label] = min(best[label], per_call)
+        with CaptureQueriesContext(connection) as queries:
+            refresh_access_token("bench")
+        statements = [q["sql"].split()[0] for q in queries.captured_queries]
+        session.close()
+        connections.close_all()
+    server.shutdown()
+    print(
+        "benchmark: one refresh (PostgreSQL, local keep-alive endpoint, 2-core machine)"
+    )
+    print(f"bare Session.post + row save: {best['bare']:8.0f} us")
+    print(f"refresh_access_token:         {best['ours']:8.0f} us")
+    print(
+        f"ratio:                        {best['ours'] / best['bare']:8.2f}x (target <= 1.25x)"
+    )
+    print(
+        f"SQL statements per refresh:   {len(statements)} "
+        f"({', '.join(statements)}) (target <= 4)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""``refresh_due_tokens`` on many due tokens against a local token endpoint that
+takes 20 ms per answer: ``workers=8`` against ``workers=1`` on 1,000 tokens, side by
+side in one run, then 10,000 tokens with ``workers=8`` against the 5-minute window.
+
+Run on demand: ``.venv/bin/python benchmarks/bench_sweep.py [tokens] [big]``
+(PostgreSQL scratch database, see ``_scratch.py``; ``big=0`` skips the 10,000 run).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from _scratch import scratch_postgres, setup_django
+
+LATENCY = 0.020
+BODY = json.dumps(
+    {"access_token": "a" * 180, "refresh_token": "r" * 60, "expires_in": 3600}
+).encode()
+
+
+class SlowTokenEndpoint(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(LATENCY)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+def seed(count: int, url: str) -> None:
+    from oauth2_integrator.models import OAuth2Client, OAuth2Token
+
+    OAuth2Token.objects.all().delete()
+    OAuth2Client.objects.all().delete()
+    OAuth2Client.objects.bulk_create(
+        OAuth2Client(
+            name=f"client-{n}",
+            client_id=f"id-{n}",
+            authorization_endpoint="http://127.0.0.1/authorize",
+            token_endpoint=url,
+            token_auth_method="none",
+        )
+        for n in range(count)
+    )
+    OAuth2Token.objects.bulk_create(
+        OAuth2Token(client_id=pk, access_token="a" * 180, refresh_token="r" * 60)
+        for pk in OAuth2Client.objects.values_list("pk", flat=True)
+    )
+    make_due()
+
+
+def make_due() -> None:
+    from django.utils import timezone
+
+    from oauth2_integrator.models import OAuth2Token
+
+    now = timezone.now()
+    OAuth2Token.objects.update(
+        expires_at=now + datetime.timedelta(seconds=60),
+        obtained_at=now - datetime.timedelta(hours=1),
+        refreshed_at=None,
+    )
+
+
+def sweep(workers: int, expected: int) -> float:
+    from oauth2_integrator.sweep import refresh_due_tokens
+
+    make_due()
+    start = time.perf_counter()
+    report = refresh_due_tokens(workers=workers)
+    elapsed = time.perf_counter() - start
+    refreshed = sum(1 for o in report.outcomes if o.result == "refreshed")
+    if refreshed != expected:
+        results = sorted({o.result for o in report.outcomes})
+        print(f"  workers={workers}: only {refreshed}/{expected} refreshed ({results})")
+    return elapsed
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    big = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    server = Server(("127.0.0.1", 0), SlowTokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    with scratch_postgres() as database:
+        setup_django(database)
+        from django.db import connections
+
+        seed(count, url)
+        one = sweep(1, count)
+        eight = sweep(8, count)
+        print(
+            f"benchmark: sweep, {count} due tokens, {LATENCY * 1000:.0f} ms endpoint, "
+            "PostgreSQL, 2-core machine"
+        )
+        print(f"workers=1: {one:7.1f} s ({count / one:6.1f} tokens/s)")
+        print(f"workers=8: {eight:7.1f} s ({count / eight:6.1f} tokens/s)")
+        print(f"speed-up:  {one / eight:7.2f}x (target >= 5x)")
+        if big:
+            seed(big, url)
+            elapsed = sweep(8, big)
+            print(f"{big} due tokens, workers=8: {elapsed:7.1f} s (target <= 300 s)")
+        connections.close_all()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
