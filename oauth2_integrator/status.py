@@ -29,6 +29,7 @@ __all__ = [
 NOT_AUTHORIZED = "Not authorized"
 NEEDS_REAUTHORIZATION = "Needs re-authorization"
 DISABLED = "Disabled"
+DISCONNECTED = "Disconnected"
 
 _SECRET_FIELDS = ("access_token", "refresh_token", "extra")
 _MISSING: Any = object()
@@ -66,7 +67,7 @@ def describe(
     token: OAuth2Token | None = _MISSING,
     now: datetime.datetime | None = None,
 ) -> str:
-    """One of: Disabled / Not authorized / Needs re-authorization /
+    """One of: Disabled / Not authorized / Disconnected / Needs re-authorization /
     Connected, expires in ... / Connected, no expiry ("Connected as
     alice@example.com, ..." when the token names its account); followed by
     "; refresh refused (invalid_client): ..." after a permanent refresh error.
@@ -80,6 +81,8 @@ def describe(
         token = current_token(client)
     if token is None:
         return NOT_AUTHORIZED
+    if token.status == TokenStatus.REVOKED:
+        return DISCONNECTED  # an operator chose it; Authorize connects it again
     if token.status != TokenStatus.ACTIVE:
         return NEEDS_REAUTHORIZATION
     now = now or timezone.now()

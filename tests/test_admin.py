@@ -215,7 +215,7 @@ def test_status_words_for_every_state(
     token.status = TokenStatus.REAUTHORIZATION_REQUIRED
     assert describe(client, token=token, now=now) == "Needs re-authorization"
     token.status = TokenStatus.REVOKED
-    assert describe(client, token=token, now=now) == "Needs re-authorization"
+    assert describe(client, token=token, now=now) == "Disconnected"
 
     token.status = TokenStatus.ACTIVE
     client.enabled = False

@@ -213,7 +213,7 @@ def test_describe(
         "Needs re-authorization"
     )
     OAuth2Token.objects.filter(pk=token.pk).update(status=TokenStatus.REVOKED)
-    assert describe(client, now=NOW) == "Needs re-authorization"
+    assert describe(client, now=NOW) == "Disconnected"
     OAuth2Client.objects.filter(pk=client.pk).update(enabled=False)
     client.refresh_from_db()
     assert describe(client, now=NOW) == "Disabled"

@@ -502,3 +502,17 @@ def test_revoke_waits_for_a_refresh_holding_the_lock_and_revokes_its_result(
     # The refresh token sent is the one the refresh stored, not the spent one.
     assert sent_form(provider.calls[0])["token"] == "rotated-refresh-0002"
     assert OAuth2Token.objects.get().status == TokenStatus.REVOKED
+
+
+def test_a_disconnected_client_says_so_in_its_status(oauth_client, make_token):
+    from oauth2_integrator import status
+    from oauth2_integrator.models import TokenStatus
+
+    token = make_token(oauth_client)
+    assert status.describe(oauth_client).startswith("Connected")
+    token.status = TokenStatus.REVOKED
+    token.save()
+    assert status.describe(oauth_client) == "Disconnected"
+    token.status = TokenStatus.REAUTHORIZATION_REQUIRED
+    token.save()
+    assert status.describe(oauth_client) == "Needs re-authorization"
