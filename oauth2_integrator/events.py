@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from django.db import DatabaseError, router, transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -225,6 +225,38 @@ def _on_reauthorization_required(
     )
 
 
+#: Set by the pre_save receiver: the fields whose stored value a save changes.
+STORED_DIFF_ATTR = "_oauth2_event_stored_diff"
+_NOT_COMPARED = frozenset({"id", "created_at", "updated_at"})
+
+
+def _on_client_saving(
+    sender: Any, *, instance: OAuth2Client, raw: bool = False, **kwargs: Any
+) -> None:
+    """Which fields this save really changes, compared with the stored row.
+
+    ``update_or_create`` and code that saves every field would otherwise be
+    recorded as changing them all. The admin says what its form changed itself.
+    """
+    if raw or instance.pk is None or CHANGED_ATTR in instance.__dict__:
+        return
+    names = [
+        f.attname
+        for f in OAuth2Client._meta.concrete_fields
+        if f.attname not in _NOT_COMPARED
+    ]
+    try:
+        stored = OAuth2Client.objects.filter(pk=instance.pk).values(*names).first()
+    except Exception:  # an undecryptable column, a broken row: fall back
+        logger.debug("Could not compare client %r with its stored row.", instance.pk)
+        return
+    if stored is None:
+        return
+    instance.__dict__[STORED_DIFF_ATTR] = [
+        name for name in names if stored[name] != getattr(instance, name)
+    ]
+
+
 def _on_client_saved(
     sender: Any,
     *,
@@ -240,6 +272,9 @@ def _on_client_saved(
         return
     actor = instance.__dict__.pop(ACTOR_ATTR, None)
     changed = instance.__dict__.pop(CHANGED_ATTR, None)
+    stored_diff = instance.__dict__.pop(STORED_DIFF_ATTR, None)
+    if changed is None:
+        changed = stored_diff
     if created:
         detail = "Registered the client."
     else:
@@ -276,6 +311,11 @@ def connect_receivers() -> None:
             _on_reauthorization_required,
             dispatch_uid="oauth2_integrator.events.reauthorization",
         )
+    pre_save.connect(
+        _on_client_saving,
+        sender=OAuth2Client,
+        dispatch_uid="oauth2_integrator.events.client_saving",
+    )
     post_save.connect(
         _on_client_saved,
         sender=OAuth2Client,

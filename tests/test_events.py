@@ -345,3 +345,25 @@ def test_an_event_of_a_deleted_user_keeps_the_name(oauth_client, django_user_mod
     from oauth2_integrator.admin import _actor_label
 
     assert _actor_label(event) == "gone (deleted user)"
+
+
+def test_a_save_of_every_field_names_only_those_that_changed(oauth_client):
+    """``update_or_create`` (the demo's set-up, deploy scripts) writes every field:
+    the event names the fields whose stored value changed, not all it wrote."""
+    OAuth2Client.objects.update_or_create(
+        name=oauth_client.name,
+        defaults={
+            "display_name": oauth_client.display_name,
+            "client_id": oauth_client.client_id,
+            "client_secret": CLIENT_SECRET,
+            "authorization_endpoint": AUTHORIZE_URL,
+            "token_endpoint": TOKEN_URL,
+            "scope": "read",
+        },
+    )
+    changed = OAuth2Event.objects.filter(kind=EventKind.CLIENT_CHANGED).latest("pk")
+    assert changed.detail == "Changed: scope."
+    oauth_client.refresh_from_db()
+    oauth_client.save()
+    unchanged = OAuth2Event.objects.filter(kind=EventKind.CLIENT_CHANGED).latest("pk")
+    assert unchanged.detail == "Saved the client without changes."
