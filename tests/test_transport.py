@@ -25,6 +25,7 @@ from oauth2_integrator import flow, transport
 from oauth2_integrator.exceptions import TokenEndpointError
 
 from .conftest import TOKEN_URL
+from .raw_http import read_request
 
 TOKEN = {
     "access_token": "served-access-token-0123456789",
@@ -65,21 +66,8 @@ class RawServer:
     def _handle(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
-            data = b""
             try:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(body) < length:
-                    body += conn.recv(65536)
+                head, body, _ = read_request(conn)
                 self.requests.append(head + b"\r\n\r\n" + body)
                 self.respond(conn, self.stop)
             except OSError:

@@ -16,6 +16,7 @@ import pytest
 from oauth2_integrator import flow, transport
 from oauth2_integrator.exceptions import TokenEndpointError
 
+from .raw_http import read_request
 from .test_transport import TOKEN_BYTES, drip, head
 
 
@@ -49,20 +50,7 @@ class KeepAliveServer:
             buffer = b""
             try:
                 while not self.stop.is_set():
-                    while b"\r\n\r\n" not in buffer:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            return
-                        buffer += chunk
-                    head_bytes, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = 0
-                    for line in head_bytes.split(b"\r\n"):
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
-                    while len(buffer) < length:
-                        buffer += conn.recv(65536)
-                    buffer = buffer[length:]
+                    _, _, buffer = read_request(conn, buffer)
                     behaviour = self.behaviours[
                         min(self.served, len(self.behaviours) - 1)
                     ]
