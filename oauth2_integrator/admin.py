@@ -538,29 +538,34 @@ class OAuth2ClientAdmin(ClientAdminBase):
 
         ``revoke`` writes the audit event; a failure is a message, never a 500.
         """
-        try:
-            result = revoke(client.name, actor=request.user)
-        except OAuth2IntegratorError as exc:
-            reason = str(exc)
-        except Exception as exc:  # never a 500 for an operator's button
-            logger.exception(
-                "Disconnecting OAuth2 client %r failed unexpectedly.", client.name
-            )
-            reason = _(
-                "an unexpected %(kind)s happened; the server log has the details."
-            ) % {"kind": type(exc).__name__}
-        else:
+        result, reason = _operator_attempt(
+            lambda: revoke(client.name, actor=request.user),
+            doing="Disconnecting",
+            client=client,
+        )
+        if reason is None:
             self.log_change(request, client, _("Disconnected: %s") % result.detail)
             messages.add_message(request, _disconnect_level(result), result.detail)
             return
-        self.log_change(
-            request, client, _("Disconnect failed: %(reason)s") % {"reason": reason}
-        )
-        messages.error(
+        self._operator_failed(
             request,
-            _("Could not disconnect %(client)s: %(reason)s")
-            % {"client": client.label, "reason": reason},
+            client,
+            _("Disconnect failed: %(reason)s"),
+            _("Could not disconnect %(client)s: %(reason)s"),
+            reason,
         )
+
+    def _operator_failed(
+        self,
+        request: HttpRequest,
+        client: OAuth2Client,
+        history: str,
+        message: str,
+        reason: str,
+    ) -> None:
+        """A failed button: a history entry and an error message, in words."""
+        self.log_change(request, client, history % {"reason": reason})
+        messages.error(request, message % {"client": client.label, "reason": reason})
 
     def save_model(
         self, request: HttpRequest, obj: OAuth2Client, form: Any, change: bool
@@ -590,29 +595,22 @@ class OAuth2ClientAdmin(ClientAdminBase):
         """
         refreshed: list[str] = []
         for client in queryset.order_by("name"):
-            try:
-                refresh_access_token(client.name)
-            except OAuth2IntegratorError as exc:
-                reason = str(exc)
-            except Exception as exc:  # never a 500 for an operator's button
-                logger.exception(
-                    "Refreshing OAuth2 client %r failed unexpectedly.", client.name
-                )
-                reason = _(
-                    "an unexpected %(kind)s happened; the server log has the details. "
-                    "The stored token was not changed."
-                ) % {"kind": type(exc).__name__}
-            else:
+            reason = _operator_attempt(
+                lambda name=client.name: refresh_access_token(name),
+                doing="Refreshing",
+                client=client,
+                unchanged=_(" The stored token was not changed."),
+            )[1]
+            if reason is None:
                 refreshed.append(client.label)
                 self.log_change(request, client, _("Refreshed the access token"))
                 continue
-            self.log_change(
-                request, client, _("Refresh failed: %(reason)s") % {"reason": reason}
-            )
-            messages.error(
+            self._operator_failed(
                 request,
-                _("Could not refresh %(client)s: %(reason)s")
-                % {"client": client.label, "reason": reason},
+                client,
+                _("Refresh failed: %(reason)s"),
+                _("Could not refresh %(client)s: %(reason)s"),
+                reason,
             )
         if refreshed:
             messages.success(
@@ -630,6 +628,26 @@ def _has_connection(client: OAuth2Client) -> bool:
         .exclude(status=TokenStatus.REVOKED, access_token="", refresh_token="")
         .exists()
     )
+
+
+def _operator_attempt(
+    func: Any, *, doing: str, client: OAuth2Client, unchanged: str = ""
+) -> tuple[Any, str | None]:
+    """Run an operator's button: ``(result, None)``, or ``(None, reason)`` in words.
+
+    Never raises: an unexpected exception is logged with its traceback and named
+    by its kind only, never a 500 for an operator's button.
+    """
+    try:
+        return func(), None
+    except OAuth2IntegratorError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        logger.exception("%s OAuth2 client %r failed unexpectedly.", doing, client.name)
+        reason = _(
+            "an unexpected %(kind)s happened; the server log has the details."
+        ) % {"kind": type(exc).__name__}
+        return None, reason + unchanged
 
 
 def _disconnect_level(result: RevokeResult) -> int:
