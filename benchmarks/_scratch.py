@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 POSTGRES = os.environ.get(
     "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
-SCRATCH = "oauth2_bench"
+SCRATCH = f"oauth2_bench_{os.getpid()}"  # runs side by side do not collide
 
 
 def _psql(sql: str) -> None:

@@ -357,6 +357,25 @@ class OAuth2Token(models.Model):
         blank=True,
         help_text=_("Who the token belongs to, when the provider says."),
     )
+    refresh_claim = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_(
+            "Set while one process refreshes the token (tokens._claim); the others "
+            "wait or serve the current token. Empty when nobody refreshes it."
+        ),
+    )
+    refresh_claimed_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "A claim older than this was left by a process that died: another may "
+            "take it over."
+        ),
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

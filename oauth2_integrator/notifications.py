@@ -4,7 +4,7 @@ An incident starts when a token turns to needing an operator (``invalid_grant``,
 refused client registration, a token that will expire and cannot be renewed) and
 ends when it works again (a successful refresh or a new authorization clears
 ``OAuth2Token.incident_notified_at``). Whoever claims the incident on the row (under
-the row lock in ``tokens``, or with ``claim`` here) sends the
+the refresh's claim on the row in ``tokens``, or with ``claim`` here) sends the
 ``reauthorization_required`` signal and the e-mail; every other runner, attempt or
 sweep of the same incident stays quiet.
 

@@ -1,7 +1,7 @@
 """Disconnecting a client: token revocation (RFC 7009) and the local ``revoked`` status.
 
-``revoke(name)`` first marks the token ``revoked`` under its row lock, so no refresh
-can start (or rotate the refresh token) while the provider is being told; then it
+``revoke(name)`` first claims the token row (waiting for a refresh in flight) and
+marks it ``revoked``, so no refresh can start (or rotate the refresh token) while the provider is being told; then it
 sends the refresh token (RFC 7009 §2.1, ``token_type_hint=refresh_token``: revoking
 it also ends the access tokens issued from it at most servers, §2.1 last paragraph)
 and then the access token to the client's revocation endpoint, with the client's
@@ -97,7 +97,8 @@ def revoke(name: str, *, account: str = "", actor: Any = None) -> RevokeResult:
 
     Never raises because the provider failed (the result says so); raises
     ``ConfigurationError`` for an unknown client, and ``TokenRefreshError`` when
-    another worker holds the token's row lock longer than ``LOCK_WAIT_TIMEOUT``.
+    another worker has been refreshing the token for longer than
+    ``LOCK_WAIT_TIMEOUT``.
     ``actor``: the user who asked (for the audit trail), None for the system.
     """
     client = _client(name)
@@ -137,8 +138,9 @@ def revoke(name: str, *, account: str = "", actor: Any = None) -> RevokeResult:
 
 
 def _mark_revoked(client: OAuth2Client, account: str, *, actor: Any) -> _Secrets | None:
-    """Set the status under the row lock and read the secrets; committed on its own."""
-    from .tokens import _on_own_connection, _row_lock
+    """Claim the row (waiting for a refresh in flight, so that its new refresh token
+    is the one revoked), read the secrets and set the status; committed on its own."""
+    from .tokens import _claim, _on_own_connection
 
     pk = (
         OAuth2Token.objects.filter(client=client, account=account)
@@ -156,24 +158,32 @@ def _mark_revoked(client: OAuth2Client, account: str, *, actor: Any) -> _Secrets
     )
 
     def mark() -> _Secrets:
-        with _row_lock(
-            pk, alias, name=client.name, wait=float(app_settings.LOCK_WAIT_TIMEOUT)
-        ) as token:
-            # The lock's read decrypts the secrets; a value no key opens raises there,
-            # so the row is read again without them.
-            secrets = _Secrets(
-                refresh_token=token.refresh_token or "",
-                access_token=token.access_token or "",
-                obtained_at=token.obtained_at,
-            )
-            OAuth2Token.objects.using(alias).filter(pk=pk).update(
-                status=TokenStatus.REVOKED,
-                last_error=note[:2000],
-                last_error_at=timezone.now(),
-                last_error_code="revoked",
-                next_attempt_at=None,
-                updated_at=timezone.now(),
-            )
+        # Reading decrypts the secrets; a value no key opens raises there, and the
+        # row is revoked without them (below).
+        seen = OAuth2Token.objects.using(alias).get(pk=pk)
+        token = _claim(
+            seen,
+            alias,
+            name=client.name,
+            wait=float(app_settings.LOCK_WAIT_TIMEOUT),
+            active_only=False,
+            follow=True,
+        )
+        secrets = _Secrets(
+            refresh_token=token.refresh_token or "",
+            access_token=token.access_token or "",
+            obtained_at=token.obtained_at,
+        )
+        OAuth2Token.objects.using(alias).filter(pk=pk).update(
+            status=TokenStatus.REVOKED,
+            last_error=note[:2000],
+            last_error_at=timezone.now(),
+            last_error_code="revoked",
+            next_attempt_at=None,
+            refresh_claim="",
+            refresh_claimed_until=None,
+            updated_at=timezone.now(),
+        )
         return secrets
 
     try:

@@ -1,7 +1,7 @@
 """Signals for host projects: alert an operator, record metrics, audit.
 
 All are sent with ``sender=OAuth2Client`` after the database change is done and
-the row lock is released; receivers get the client, never a secret.
+the claim on the token row is released; receivers get the client, never a secret.
 """
 
 from __future__ import annotations

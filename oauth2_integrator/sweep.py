@@ -15,11 +15,11 @@ and flags, ahead of time and once per incident, a token that will expire and
 cannot be renewed (``status.renewal_problem``): the ``reauthorization_required``
 signal, an e-mail (``notifications``), the status in the admin and CLI.
 
-Every refresh takes the same path as ``get_access_token`` (``tokens``): the row
-lock, the failure policy and its back-off, the signals. A runner that finds a
-token locked by another (a parallel cron job, a Celery worker, a web request)
-skips it instead of waiting (``NOWAIT``), so parallel runners share the work and
-never block one another.
+Every refresh takes the same path as ``get_access_token`` (``tokens``): the claim
+on the row, the failure policy and its back-off, the signals. A runner that finds
+a token claimed by another (a parallel cron job, a Celery worker, a web request)
+skips it instead of waiting, so parallel runners share the work and never block
+one another.
 """
 
 from __future__ import annotations
@@ -296,14 +296,10 @@ def refresh_one(name: str, account: str = "", *, force: bool = False) -> Refresh
 
 
 def _load(name: str, account: str) -> OAuth2Token | None:
+    """The whole row, secrets included: the claim does not read it again, and a
+    token passed to ``refresh_one`` is due, so it is about to be refreshed."""
     return (
         OAuth2Token.objects.select_related("client")
-        .defer(*_SECRET_COLUMNS)
-        .annotate(
-            has_refresh_token=ExpressionWrapper(
-                ~Q(refresh_token=""), output_field=BooleanField()
-            )
-        )
         .filter(client__name=name, account=account)
         .first()
     )
@@ -313,7 +309,10 @@ def _refresh_one(name: str, account: str, *, force: bool) -> RefreshOutcome:
     def outcome(result: str, detail: str) -> RefreshOutcome:
         return RefreshOutcome(name, account, result, detail)
 
-    token = _load(name, account)
+    try:
+        token = _load(name, account)
+    except ConfigurationError as exc:  # a secret no configured key opens
+        return outcome(NEEDS_OPERATOR, str(exc))
     if token is None:
         if OAuth2Client.objects.filter(name=name).exists():
             return outcome(NEEDS_OPERATOR, "not authorized yet")

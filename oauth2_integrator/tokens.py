@@ -3,10 +3,11 @@
 A refresh spends a refresh token: providers that rotate them revoke the whole chain
 when a spent one is replayed. So the refresh
 
-- holds a row lock around the call to the token endpoint and re-reads the row once
-  it has the lock (two processes never spend the same refresh token);
-- waits a bounded time for that lock (``LOCK_WAIT_TIMEOUT``): a caller whose token
-  is still valid does not wait at all;
+- claims the row around the call to the token endpoint (``_claim``: a conditional
+  UPDATE that only succeeds on the row as it was read), so two processes never
+  spend the same refresh token, and no transaction stays open during the call;
+- waits a bounded time for another process's claim (``LOCK_WAIT_TIMEOUT``): a
+  caller whose token is still valid does not wait at all;
 - commits on its own, never inside a transaction the caller opened: when the
   caller is inside ``transaction.atomic()`` (or a view under ``ATOMIC_REQUESTS``),
   the refresh runs on a separate database connection, so a later rollback in the
@@ -32,14 +33,16 @@ import dataclasses
 import datetime
 import logging
 import random
+import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, OperationalError, connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
 from django.utils import timezone
 
 from . import cache, flow, notifications, providers, signals, status
@@ -77,7 +80,7 @@ STORAGE_ERROR = "storage_error"
 
 
 class _RefreshInProgress(TokenRefreshError):
-    """Another worker holds the row lock; the caller's token is still valid."""
+    """Another worker holds the claim on the row; the caller's token is still valid."""
 
 
 class _HeldBack(TokenRefreshError):
@@ -427,15 +430,15 @@ def _on_own_connection(alias: str, func: Callable[[], T]) -> T:
     """Run ``func`` so that what it commits survives a rollback in the caller.
 
     Inside a caller's transaction, ``func`` runs in a short-lived thread, which has
-    its own Django connection (closed afterwards) and commits on its own. SQLite is
-    the exception: it has no row locks, and a second connection would wait for the
-    caller's write lock and could lose the refresh to "database is locked", so
-    there the refresh shares the caller's transaction (SQLite is for development).
+    its own Django connection (closed afterwards) and commits on its own. SQLite
+    (no row-level locking: one writer locks the whole database) is the exception:
+    a second connection would wait for the caller's write lock and could lose the
+    refresh to "database is locked", so there the refresh shares the caller's
+    transaction (SQLite is for development).
     """
     connection = connections[alias]
-    if not connection.features.has_select_for_update or not _in_caller_transaction(
-        connection
-    ):
+    row_level_locking = connection.features.has_select_for_update
+    if not row_level_locking or not _in_caller_transaction(connection):
         return func()
     box: dict[str, Any] = {}
 
@@ -455,35 +458,109 @@ def _on_own_connection(alias: str, func: Callable[[], T]) -> T:
     return box["result"]
 
 
-@contextlib.contextmanager
-def _row_lock(pk: int, alias: str, *, name: str, wait: float) -> Iterator[OAuth2Token]:
-    """The token row, locked and freshly read, inside a transaction.
+# --- the claim: one refresh at a time per token -------------------------------------
 
-    The lock is taken with ``NOWAIT`` and retried until ``wait`` seconds have
-    passed, rather than with a blocking ``SELECT ... FOR UPDATE``: this bounds the
-    wait the same way on PostgreSQL, MySQL 8 and Oracle, without a vendor-specific
-    ``lock_timeout``. On SQLite (no row locks) the row is simply read again.
+
+def _claim_lifetime() -> datetime.timedelta:
+    """How long a claim protects a refresh in progress.
+
+    Every call to the provider ends within ``TOKEN_REQUEST_DEADLINE`` (the
+    transport's watchdog) and a refresh makes at most two (the token request, and
+    an OpenID key set when the ID token names a new key); the rest is slack for the
+    database. A process that dies mid-refresh leaves its claim to run out: until
+    then callers with a valid token keep it, and callers with an expired one wait
+    ``LOCK_WAIT_TIMEOUT`` and get ``TokenRefreshError``.
     """
-    connection = connections[alias]
-    # No select_related: FOR UPDATE would lock the client row too.
-    rows = OAuth2Token.objects.using(alias)
-    if not connection.features.has_select_for_update:
-        yield rows.select_for_update().get(pk=pk)
-        return
-    nowait = connection.features.has_select_for_update_nowait
+    return datetime.timedelta(
+        seconds=2 * float(app_settings.TOKEN_REQUEST_DEADLINE) + 30
+    )
+
+
+def _unchanged(token: OAuth2Token) -> Q:
+    """The row as ``token`` was read: every writer that matters changes one of these
+    (a refresh, a login, a recorded failure or back-off)."""
+    return Q(
+        pk=token.pk,
+        updated_at=token.updated_at,
+        obtained_at=token.obtained_at,
+        refreshed_at=token.refreshed_at,
+        next_attempt_at=token.next_attempt_at,
+    )
+
+
+def _same_version(a: OAuth2Token, b: OAuth2Token) -> bool:
+    return (a.updated_at, a.obtained_at, a.refreshed_at, a.next_attempt_at) == (
+        b.updated_at,
+        b.obtained_at,
+        b.refreshed_at,
+        b.next_attempt_at,
+    )
+
+
+def _claim(
+    seen: OAuth2Token,
+    alias: str,
+    *,
+    name: str,
+    wait: float,
+    active_only: bool = True,
+    follow: bool = False,
+) -> OAuth2Token:
+    """Claim the token row for one refresh (or a revocation) and return it.
+
+    A refresh spends the refresh token, so two processes must never send the same
+    one. Rather than a row lock held across the call to the provider (a database
+    transaction and connection pinned for up to ``TOKEN_REQUEST_DEADLINE``, which
+    a transaction-pooling proxy cannot share, and nothing at all on SQLite), the
+    row is claimed by one conditional ``UPDATE`` in its own short transaction: it
+    succeeds only if the row is still as ``seen`` was read and nobody else holds a
+    live claim. So what ``seen`` holds is current, and no re-read is needed; the
+    claim is released by the write that stores the outcome (``_store_claimed``),
+    which also only succeeds while the claim is ours.
+
+    The returned token carries its ``refresh_claim``; a token whose claim is "" is
+    the row as it is now, changed since ``seen`` was read (a refresh or a login
+    meanwhile, a recorded failure): the caller decides again on it, or with
+    ``follow`` the claim is retried on it. Raises ``AuthorizationRequired`` when
+    the row is gone or (``active_only``) no longer active, ``_RefreshInProgress``
+    when another process holds the claim and ``wait`` is 0, and
+    ``TokenRefreshError`` when it holds it longer than ``wait`` seconds.
+    """
     deadline = time.monotonic() + max(0.0, wait)
     pause = 0.02
+    races = 0
+    rows = OAuth2Token.objects.using(alias)
     while True:
-        acquired = False
-        try:
-            with transaction.atomic(using=alias):
-                token = rows.select_for_update(nowait=nowait).get(pk=pk)
-                acquired = True
-                yield token
-            return
-        except OperationalError:
-            if acquired or not nowait:
-                raise
+        now = timezone.now()
+        claim = secrets.token_hex(8)
+        free = Q(refresh_claim="") | Q(refresh_claimed_until__lt=now)
+        candidates = rows.filter(_unchanged(seen), free)
+        if active_only:
+            candidates = candidates.filter(status=TokenStatus.ACTIVE)
+        until = now + _claim_lifetime()
+        if candidates.update(refresh_claim=claim, refresh_claimed_until=until):
+            seen.refresh_claim, seen.refresh_claimed_until = claim, until
+            return seen
+        current = rows.filter(pk=seen.pk).first()
+        if current is None or (active_only and current.status != TokenStatus.ACTIVE):
+            raise AuthorizationRequired(
+                f"OAuth2 client {name!r} needs re-authorization: an operator must "
+                "press Re-authorize on its page in the Django admin.",
+                client=name,
+            )
+        if not _same_version(current, seen):
+            if not follow:
+                return current
+            current.client = seen.client
+            seen = current
+            continue
+        held = bool(current.refresh_claim) and (
+            current.refresh_claimed_until is None
+            or current.refresh_claimed_until >= timezone.now()
+        )
+        if not held and races < 3:
+            races += 1  # released between the UPDATE and the read: try again
+            continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if wait <= 0:
@@ -503,6 +580,49 @@ def _row_lock(pk: int, alias: str, *, name: str, wait: float) -> Iterator[OAuth2
         pause = min(pause * 2, 0.25)
 
 
+def _release(token: OAuth2Token, alias: str) -> None:
+    """Give the claim back without storing anything (the refresh was not made)."""
+    if not token.refresh_claim:
+        return
+    OAuth2Token.objects.using(alias).filter(
+        pk=token.pk, refresh_claim=token.refresh_claim
+    ).update(refresh_claim="", refresh_claimed_until=None)
+    token.refresh_claim, token.refresh_claimed_until = "", None
+
+
+def _one_statement(alias: str) -> contextlib.AbstractContextManager[Any]:
+    """Around a write that may fail: on its own it is a transaction of its own;
+    inside a transaction (the test framework's, or a caller's on SQLite) it needs
+    a savepoint, or PostgreSQL refuses every later statement of that transaction."""
+    if connections[alias].in_atomic_block:
+        return transaction.atomic(using=alias)
+    return contextlib.nullcontext()
+
+
+def _store_claimed(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
+    """Write ``fields`` of the claimed row and release the claim, in one UPDATE.
+
+    Only while the claim is still ours and the token active: a login, a
+    Disconnect or a moved token endpoint meanwhile wins, and so does a process that
+    took over a claim this one outlived. False when nothing was written.
+    """
+    now = timezone.now()
+    values = {field: getattr(token, field) for field in fields}
+    written = (
+        OAuth2Token.objects.using(alias)
+        .filter(
+            pk=token.pk,
+            refresh_claim=token.refresh_claim,
+            status=TokenStatus.ACTIVE,
+        )
+        .update(**values, updated_at=now, refresh_claim="", refresh_claimed_until=None)
+    )
+    if written:
+        token.updated_at = now
+        token.refresh_claim, token.refresh_claimed_until = "", None
+    return bool(written)
+
+
 # --- the refresh --------------------------------------------------------------------
 
 
@@ -514,7 +634,7 @@ class _Outcome:
     refreshed: bool = False
     failure: OAuth2IntegratorError | None = None
     scope_narrowed: list[str] = dataclasses.field(default_factory=list)
-    #: This failure opened an incident (claimed under the row lock): tell the operator.
+    #: This failure opened an incident (recorded under the claim): tell the operator.
     incident: bool = False
 
 
@@ -534,7 +654,7 @@ def _refresh_outcome(
     due: DuePredicate | None = None,
     wait: float | None = None,
 ) -> _Outcome:
-    """Refresh under the row lock; signals and the operator's notice go out after.
+    """Refresh under the claim; signals and the operator's notice go out after.
 
     ``due`` replaces the expiry check made once the row is locked (the sweep
     refreshes idle tokens too); ``wait`` 0 skips a token another runner holds.
@@ -592,67 +712,71 @@ def _refresh_locked(
     wait: float,
     due: DuePredicate | None = None,
 ) -> _Outcome:
-    with _row_lock(seen.pk, alias, name=client.name, wait=wait) as token:
-        token.client = client  # already loaded; saves a query
-        if token.status != TokenStatus.ACTIVE:
-            raise AuthorizationRequired(
-                f"OAuth2 client {client.name!r} needs re-authorization: an operator must "
-                "press Re-authorize on its page in the Django admin.",
-                client=client.name,
-            )
-        refreshed_meanwhile = (
+    token = seen
+    while True:
+        if token is not seen and (
             token.refreshed_at != seen.refreshed_at
             or token.obtained_at != seen.obtained_at
-        )
+        ):
+            # Another process refreshed (or an operator re-authorized) meanwhile.
+            return _Outcome(token)
         if due is not None:
             still_due = force or due(client, token)
         else:
             still_due = force or token.needs_refresh(app_settings.REFRESH_MARGIN)
-        if refreshed_meanwhile or not still_due:
-            # Another process refreshed while this one waited for the lock.
+        if not still_due:
             return _Outcome(token)
         held = _held_back(client, token)
         if held is not None:
             raise held
-        try:
-            config = _config_for_token(client, token)
-            if token.refresh_token:
-                token_set = flow.refresh(
-                    config, refresh_token=token.refresh_token, scope=token.scope
+        token = _claim(token, alias, name=client.name, wait=wait)
+        token.client = client  # already loaded; saves a query
+        if token.refresh_claim:
+            break
+    try:
+        return _refresh_claimed(client, token, alias)
+    finally:
+        _release(token, alias)  # when nothing was stored
+
+
+def _refresh_claimed(client: OAuth2Client, token: OAuth2Token, alias: str) -> _Outcome:
+    try:
+        config = _config_for_token(client, token)
+        if token.refresh_token:
+            token_set = flow.refresh(
+                config, refresh_token=token.refresh_token, scope=token.scope
+            )
+        else:
+            renewal = config.profile.renewal_request(config, token)
+            if renewal is None:
+                raise AuthorizationRequired(
+                    f"OAuth2 client {client.name!r} has no refresh token any "
+                    "more: an operator must re-authorize it in the Django admin.",
+                    client=client.name,
                 )
-            else:
-                renewal = config.profile.renewal_request(config, token)
-                if renewal is None:
-                    raise AuthorizationRequired(
-                        f"OAuth2 client {client.name!r} has no refresh token any "
-                        "more: an operator must re-authorize it in the Django admin.",
-                        client=client.name,
-                    )
-                token_set = flow.renew(config, renewal)
-        except TokenEndpointError as exc:
-            failure, told = _record_failure(client, token, exc, alias)
-            return _Outcome(token, failure=failure, incident=told)
-        except (ConfigurationError, AuthorizationRequired) as exc:
-            # An operator's problem with a clear message: recorded and raised as is.
-            told = _write_failure(
-                token, alias, message=str(exc), code="configuration", incident=True
-            )
-            return _Outcome(token, failure=exc, incident=told)
-        except Exception as exc:
-            return _Outcome(
-                token, failure=_record_unexpected(client, token, exc, alias)
-            )
-        dropped = _dropped_scopes(config, token.scope, token_set.scope)
-        told_at = token.incident_notified_at
-        _apply(token, token_set, keep_refresh_token=True)
-        token.refreshed_at = timezone.now()
-        if told_at is not None and status.renewal_problem(
-            client, token, renews=True if token.refresh_token else None
-        ):
-            # Still ending (a refresh token whose known lifetime runs out): the
-            # operator was told about this incident already.
-            token.incident_notified_at = told_at
-        _save_refreshed(client, token, alias)
+            token_set = flow.renew(config, renewal)
+    except TokenEndpointError as exc:
+        failure, told = _record_failure(client, token, exc, alias)
+        return _Outcome(token, failure=failure, incident=told)
+    except (ConfigurationError, AuthorizationRequired) as exc:
+        # An operator's problem with a clear message: recorded and raised as is.
+        told = _write_failure(
+            token, alias, message=str(exc), code="configuration", incident=True
+        )
+        return _Outcome(token, failure=exc, incident=told)
+    except Exception as exc:
+        return _Outcome(token, failure=_record_unexpected(client, token, exc, alias))
+    dropped = _dropped_scopes(config, token.scope, token_set.scope)
+    told_at = token.incident_notified_at
+    _apply(token, token_set, keep_refresh_token=True)
+    token.refreshed_at = timezone.now()
+    if told_at is not None and status.renewal_problem(
+        client, token, renews=True if token.refresh_token else None
+    ):
+        # Still ending (a refresh token whose known lifetime runs out): the
+        # operator was told about this incident already.
+        token.incident_notified_at = told_at
+    _save_refreshed(client, token, alias)
     if dropped:
         logger.warning(
             "The provider narrowed the scope of OAuth2 client %r on refresh: it no "
@@ -680,6 +804,43 @@ def _dropped_scopes(
     return sorted(split(before) - split(after))
 
 
+#: What a refresh writes: the provider's answer (``_apply``) and when it came.
+_REFRESHED_FIELDS = [
+    "access_token",
+    "token_type",
+    "refresh_token",
+    "refresh_token_expires_at",
+    "scope",
+    "expires_at",
+    "extra",
+    "provider_values",
+    "status",
+    "last_error",
+    "last_error_at",
+    "last_error_code",
+    "next_attempt_at",
+    "refresh_attempts",
+    "incident_notified_at",
+    "refreshed_at",
+]
+
+#: What survives a database that refuses the rest of the answer.
+_ESSENTIAL_FIELDS = [
+    "access_token",
+    "refresh_token",
+    "refresh_token_expires_at",
+    "expires_at",
+    "refreshed_at",
+    "status",
+    "last_error",
+    "last_error_at",
+    "last_error_code",
+    "next_attempt_at",
+    "refresh_attempts",
+    "incident_notified_at",
+]
+
+
 def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> None:
     """Save a refreshed token; if the whole row cannot be stored, save what matters.
 
@@ -689,11 +850,32 @@ def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> Non
     the problem is recorded.
     """
     try:
-        with transaction.atomic(using=alias):
-            token.save(using=alias)
-        return
+        with _one_statement(alias):
+            stored = _store_claimed(token, alias, _REFRESHED_FIELDS)
     except DatabaseError as exc:
-        problem = exc
+        problem: DatabaseError | None = exc
+    else:
+        problem = None
+    if problem is not None:
+        stored = _save_essentials(client, token, alias, problem)
+    if not stored:
+        logger.error(
+            "The refreshed token of OAuth2 client %r was not stored: the token was "
+            "changed meanwhile (re-authorized, disconnected, or taken over by another "
+            "process after this refresh outlived its claim).",
+            client.name,
+        )
+        raise TokenRefreshError(
+            f"The token of OAuth2 client {client.name!r} was changed while it was "
+            "being refreshed (re-authorized or disconnected); this refresh's result "
+            "was dropped. Ask again for the current token.",
+            client=client.name,
+        )
+
+
+def _save_essentials(
+    client: OAuth2Client, token: OAuth2Token, alias: str, problem: DatabaseError
+) -> bool:
     note = (
         "The refreshed token was saved, but not the rest of the provider's answer "
         f"(token type, scope, extras): the database refused it ({type(problem).__name__}). "
@@ -710,22 +892,8 @@ def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> Non
     token.last_error_at = timezone.now()
     token.last_error_code = STORAGE_ERROR
     try:
-        with transaction.atomic(using=alias):
-            OAuth2Token.objects.using(alias).filter(pk=token.pk).update(
-                access_token=token.access_token,
-                refresh_token=token.refresh_token,
-                refresh_token_expires_at=token.refresh_token_expires_at,
-                expires_at=token.expires_at,
-                refreshed_at=token.refreshed_at,
-                status=TokenStatus.ACTIVE,
-                last_error=note,
-                last_error_at=token.last_error_at,
-                last_error_code=STORAGE_ERROR,
-                next_attempt_at=None,
-                refresh_attempts=0,
-                incident_notified_at=token.incident_notified_at,
-                updated_at=timezone.now(),
-            )
+        with _one_statement(alias):
+            return _store_claimed(token, alias, _ESSENTIAL_FIELDS)
     except DatabaseError as exc:
         logger.error(
             "Could not store the refreshed token of OAuth2 client %r at all (%s); the "
@@ -754,12 +922,13 @@ def _write_failure(
     attempts: int = 0,
     incident: bool = False,
 ) -> bool:
-    """Record a failed refresh on the row; a storage problem here is only logged.
+    """Record a failed refresh on the claimed row and release the claim; a storage
+    problem here is only logged.
 
     ``attempts``: transient failures in a row, this one included (0 for the
     others). ``incident``: an operator must act; the row is marked as told, and
     True is returned when this call is the one that must tell them (the row is
-    locked, so exactly one runner does).
+    claimed, so exactly one runner does).
     """
     now = timezone.now()
     token.last_error = message
@@ -784,17 +953,16 @@ def _write_failure(
         token.status = status
         fields.append("status")
     try:
-        with transaction.atomic(using=alias):
-            OAuth2Token.objects.using(alias).filter(pk=token.pk).update(
-                **{f: getattr(token, f) for f in fields}
-            )
+        with _one_statement(alias):
+            written = _store_claimed(token, alias, fields)
     except DatabaseError as exc:
         logger.error(
             "Could not record the failed refresh of OAuth2 client %r (%s).",
             token.client.name,
             type(exc).__name__,
         )
-    return tell
+        return False
+    return tell and written
 
 
 def _back_off(
@@ -1003,6 +1171,9 @@ def store_token_set(
             token.scope = client.scope
         token.obtained_at = timezone.now()
         token.refreshed_at = None
+        # A refresh of the old token still in flight must not store its answer
+        # over this login's (``_store_claimed`` needs its claim).
+        token.refresh_claim, token.refresh_claimed_until = "", None
         token.save()
     signals.token_obtained.send(
         sender=OAuth2Client, client=client, token=token, actor=actor

@@ -3,7 +3,7 @@ User-Agent, TLS checks.
 
 requests' timeouts bound each socket operation, not the request: an endpoint that
 sends one byte every few seconds never trips them and keeps a callback (or a refresh
-holding its row lock) busy for as long as it likes. So every request here runs under
+holding its claim on the token) busy for as long as it likes. So every request here runs under
 a watchdog that shuts the connection's socket down when ``TOKEN_REQUEST_DEADLINE``
 passes, wherever the request is (TLS handshake, headers or body), and the body is
 read in chunks, decompressed here with a bound, and refused past

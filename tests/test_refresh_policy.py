@@ -22,6 +22,7 @@ from oauth2_integrator import (
     providers,
     refresh_access_token,
     signals,
+    tokens,
 )
 from oauth2_integrator.models import OAuth2Client, OAuth2Token, TokenStatus
 from oauth2_integrator.status import describe
@@ -345,16 +346,24 @@ def test_storage_error_keeps_the_new_tokens_on_postgresql(
     assert len(sent["refreshed"]) == 1
 
 
+def refuse_the_full_row(monkeypatch: Any, error: Exception) -> None:
+    """The database refuses the refreshed row as a whole (patched in where SQLite
+    would store the value; the PostgreSQL test above gets a real DataError)."""
+    real_store = tokens._store_claimed
+
+    def store(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
+        if fields is tokens._REFRESHED_FIELDS:
+            raise error
+        return real_store(token, alias, fields)
+
+    monkeypatch.setattr(tokens, "_store_claimed", store)
+
+
 def test_storage_error_keeps_the_new_tokens(expired, monkeypatch, caplog):
     refresh_returning(monkeypatch, token_type="Bearer")
-    real_save = OAuth2Token.save
-
-    def failing_save(self: OAuth2Token, *args: Any, **kwargs: Any) -> None:
-        if self.refreshed_at is not None:
-            raise DataError("value too long for type character varying(40)")
-        real_save(self, *args, **kwargs)
-
-    monkeypatch.setattr(OAuth2Token, "save", failing_save)
+    refuse_the_full_row(
+        monkeypatch, DataError("value too long for type character varying(40)")
+    )
     assert get_access_token("acme") == NEW["access_token"]
     assert_saved_in_part(expired)
     assert NEW["refresh_token"] not in caplog.text
@@ -366,11 +375,7 @@ def test_a_later_successful_refresh_clears_the_storage_error(
     expiring, monkeypatch, token_endpoint
 ):
     refresh_returning(monkeypatch)
-    monkeypatch.setattr(
-        OAuth2Token,
-        "save",
-        lambda self, *a, **k: (_ for _ in ()).throw(DataError("boom")),
-    )
+    refuse_the_full_row(monkeypatch, DataError("boom"))
     get_access_token("acme")
     assert OAuth2Token.objects.get().last_error_code == "storage_error"
     monkeypatch.undo()

@@ -14,7 +14,7 @@ import requests
 import responses
 from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -470,37 +470,46 @@ def test_disconnect_never_answers_500(revocable, operator_client, monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_revoke_waits_for_a_refresh_holding_the_lock_and_revokes_its_result(
+def test_revoke_waits_for_a_refresh_in_flight_and_revokes_its_result(
     make_client, make_token, provider
 ):
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks")
+        pytest.skip("races two real connections on PostgreSQL")
+    from oauth2_integrator import refresh_access_token
+
+    from .conftest import TOKEN_URL
+
     client = make_client(revocation_endpoint=REVOKE_URL)
-    token = make_token(client)
+    make_token(client)
     provider.post(REVOKE_URL, status=200)
-    locked, release = threading.Event(), threading.Event()
+    entered, release = threading.Event(), threading.Event()
+
+    def rotating(request: Any) -> tuple[int, dict[str, str], str]:
+        entered.set()
+        release.wait(10)
+        body = '{"access_token": "rotated-access-0002", "refresh_token": "rotated-refresh-0002", "expires_in": 3600}'
+        return 200, {"Content-Type": "application/json"}, body
+
+    provider.add_callback("POST", TOKEN_URL, callback=rotating)
+    results: list[Any] = []
 
     def refresher() -> None:
-        # Stands in for a refresh: holds the row lock, then stores a rotated token.
         try:
-            with transaction.atomic():
-                row = OAuth2Token.objects.select_for_update().get(pk=token.pk)
-                locked.set()
-                release.wait(10)
-                row.refresh_token = "rotated-refresh-0002"
-                row.save()
+            results.append(refresh_access_token("acme"))
         finally:
             connection.close()
 
     thread = threading.Thread(target=refresher)
     thread.start()
-    assert locked.wait(10)
+    assert entered.wait(10)  # the refresh holds its claim, waiting for the provider
     threading.Timer(0.3, release.set).start()
     result = revoke("acme")
     thread.join()
+    assert results == ["rotated-access-0002"]
     assert result.confirmed
     # The refresh token sent is the one the refresh stored, not the spent one.
-    assert sent_form(provider.calls[0])["token"] == "rotated-refresh-0002"
+    revocations = [c for c in provider.calls if c.request.url == REVOKE_URL]
+    assert sent_form(revocations[0])["token"] == "rotated-refresh-0002"
     assert OAuth2Token.objects.get().status == TokenStatus.REVOKED
 
 

@@ -48,6 +48,7 @@ def unchanged_but_error(token: OAuth2Token, before: dict[str, Any]) -> dict[str,
         "last_error_code",
         "next_attempt_at",
         "refresh_attempts",  # the back-off after a transient failure
+        "updated_at",  # the row's version: a claim made on the old one fails
     }
     return after
 

@@ -189,12 +189,6 @@ def test_refreshes_reuse_the_providers_connection(make_client, make_token, keep_
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #7 asks for at most 4 statements; the locked refresh runs 8 today "
-    "(SELECT, BEGIN, SELECT FOR UPDATE, SAVEPOINT, UPDATE, RELEASE, COMMIT, event "
-    "INSERT): see the README's performance section",
-)
 def test_a_refresh_runs_at_most_four_sql_statements(
     make_client, make_token, keep_alive, transactional_db
 ):

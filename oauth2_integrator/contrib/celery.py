@@ -4,7 +4,7 @@ A site that outgrows one machine runs the sweep as Celery tasks instead of (or b
 ``manage.py oauth2_refresh_tokens``: beat sends :func:`refresh_due` every few minutes,
 which queues one :func:`refresh_client` per due token, so the refreshes spread over
 every worker. The tasks call the same functions as the command
-(:mod:`oauth2_integrator.sweep`), so the database row lock keeps each token
+(:mod:`oauth2_integrator.sweep`), so the claim on the token row keeps each token
 single-flight (a token another worker is refreshing is skipped, never waited for),
 the back-off recorded on the token holds back every worker alike, and the same
 signals and events are sent.

@@ -1,0 +1,411 @@
+"""The claim that keeps a refresh single-flight (issue items 7 and 10 of the
+hardening issue; issue 7's four statements per refresh).
+
+A refresh claims the token row with one conditional UPDATE that succeeds only on
+the row as it was read and only when nobody else holds a live claim; the write
+that stores the answer releases it, and only while it is still held. The first
+tests run on any database (SQLite included), setting the claim columns the way
+another process would; the last ones race real threads on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from oauth2_integrator import (
+    AuthorizationRequired,
+    TokenRefreshError,
+    get_access_token,
+    refresh_access_token,
+    tokens,
+)
+from oauth2_integrator.models import OAuth2Token, TokenStatus
+
+from .conftest import TOKEN_URL, in_seconds
+
+OLD_ACCESS = "stored-access-token-AAAA-1111-BBBB"
+REFRESHED = {
+    "access_token": "refreshed-access-token-EEEE-3333",
+    "refresh_token": "rotated-refresh-token-IIII-7777",
+    "expires_in": 3600,
+}
+
+
+def change_row_before_the_claim(monkeypatch: Any, **fields: Any) -> None:
+    """Another worker changes the row between ``_load`` and the claim."""
+    real_load = tokens._load
+
+    def load(name: str, account: str) -> Any:
+        client, token = real_load(name, account)
+        OAuth2Token.objects.filter(pk=token.pk).update(**fields)
+        return client, token
+
+    monkeypatch.setattr(tokens, "_load", load)
+
+
+# --- on any database -----------------------------------------------------------
+
+
+def claimed_by_another(*, until: datetime.datetime) -> None:
+    OAuth2Token.objects.update(
+        refresh_claim="another-process", refresh_claimed_until=until
+    )
+
+
+def json_answer(body: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def test_the_provider_is_called_while_the_row_is_claimed(expired, token_endpoint):
+    seen: list[tuple[str, Any]] = []
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        row = OAuth2Token.objects.get()
+        seen.append((row.refresh_claim, row.refresh_claimed_until))
+        return json_answer(REFRESHED)
+
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=answer)
+    started = timezone.now()
+    assert get_access_token("acme") == REFRESHED["access_token"]
+    [(claim, until)] = seen
+    assert claim
+    assert until > started + datetime.timedelta(seconds=30)
+    row = OAuth2Token.objects.get()
+    assert (row.refresh_claim, row.refresh_claimed_until) == ("", None)
+
+
+def test_a_failed_refresh_releases_the_claim(expired, token_endpoint):
+    token_endpoint.post(TOKEN_URL, status=503)
+    with pytest.raises(TokenRefreshError):
+        get_access_token("acme")
+    row = OAuth2Token.objects.get()
+    assert (row.refresh_claim, row.refresh_claimed_until) == ("", None)
+    assert row.refresh_attempts == 1
+
+
+def test_a_refresh_cut_short_releases_the_claim(expired, monkeypatch):
+    """A worker stopped in the middle of the call (its process is shutting down):
+    the claim does not wait out its lifetime."""
+    from oauth2_integrator import flow
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit("worker shutting down")
+
+    monkeypatch.setattr(flow, "refresh", stopped)
+    with pytest.raises(SystemExit):
+        get_access_token("acme")
+    row = OAuth2Token.objects.get()
+    assert (row.refresh_claim, row.refresh_claimed_until) == ("", None)
+
+
+def test_a_valid_token_is_served_while_another_process_holds_the_claim(
+    oauth_client, make_token, token_endpoint
+):
+    make_token(oauth_client, expires_at=in_seconds(120))  # inside the margin
+    claimed_by_another(until=in_seconds(60))
+    started = time.monotonic()
+    assert get_access_token("acme") == OLD_ACCESS
+    assert time.monotonic() - started < 1.0
+    assert not token_endpoint.calls
+    assert OAuth2Token.objects.get().refresh_claim == "another-process"
+
+
+def test_an_expired_token_waits_for_a_live_claim_then_gives_up(
+    expired, token_endpoint, settings
+):
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "LOCK_WAIT_TIMEOUT": 0.4,
+    }
+    claimed_by_another(until=in_seconds(60))
+    started = time.monotonic()
+    with pytest.raises(TokenRefreshError, match="LOCK_WAIT_TIMEOUT"):
+        get_access_token("acme")
+    assert time.monotonic() - started >= 0.4
+    assert not token_endpoint.calls
+    row = OAuth2Token.objects.get()
+    assert row.refresh_claim == "another-process"  # not ours to release
+    assert row.last_error == ""
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over_once_it_runs_out(
+    expired, token_endpoint
+):
+    claimed_by_another(until=in_seconds(-1))
+    token_endpoint.post(TOKEN_URL, json=REFRESHED)
+    assert get_access_token("acme") == REFRESHED["access_token"]
+    assert OAuth2Token.objects.get().refresh_claim == ""
+
+
+def test_a_claim_lives_longer_than_two_provider_calls(settings):
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "TOKEN_REQUEST_DEADLINE": 7,
+    }
+    assert tokens._claim_lifetime() > datetime.timedelta(seconds=14)
+
+
+def test_a_back_off_recorded_meanwhile_is_respected(
+    expired, token_endpoint, monkeypatch
+):
+    """Another worker's refresh failed between this one's read and its claim: the
+    provider is not asked again before the recorded next attempt."""
+    change_row_before_the_claim(
+        monkeypatch,
+        next_attempt_at=in_seconds(600),
+        refresh_attempts=1,
+        last_error_code="temporarily_unavailable",
+        last_error_at=timezone.now(),
+    )
+    with pytest.raises(TokenRefreshError, match="backing off"):
+        get_access_token("acme")
+    assert not token_endpoint.calls
+
+
+def test_a_login_during_a_refresh_wins(expired, token_endpoint):
+    """The operator re-authorized while the refresh waited for the provider: the
+    refresh's answer is dropped, the login's token stays."""
+    from oauth2_integrator.flow import TokenSet
+    from oauth2_integrator.tokens import store_token_set
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        client = OAuth2Token.objects.get().client
+        store_token_set(
+            client,
+            TokenSet(
+                access_token="login-access-KKKK-9999",
+                refresh_token="login-refresh-LLLL-0000",
+                expires_in=3600,
+            ),
+        )
+        return json_answer(REFRESHED)
+
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=answer)
+    with pytest.raises(TokenRefreshError, match="changed while it was being refreshed"):
+        refresh_access_token("acme")
+    row = OAuth2Token.objects.get()
+    assert row.access_token == "login-access-KKKK-9999"
+    assert row.refresh_token == "login-refresh-LLLL-0000"
+    assert row.refresh_claim == ""
+
+
+def test_a_token_retired_during_a_refresh_stays_retired(expired, token_endpoint):
+    """The token endpoint moved to another server while the refresh was in flight."""
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        OAuth2Token.objects.update(status=TokenStatus.REAUTHORIZATION_REQUIRED)
+        return json_answer(REFRESHED)
+
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=answer)
+    with pytest.raises(TokenRefreshError):
+        refresh_access_token("acme")
+    row = OAuth2Token.objects.get()
+    assert row.status == TokenStatus.REAUTHORIZATION_REQUIRED
+    assert row.access_token == OLD_ACCESS
+
+
+def test_the_claim_refuses_a_token_no_longer_active(
+    expired, token_endpoint, monkeypatch
+):
+    """Another worker got invalid_grant meanwhile: no call with a dead token."""
+    change_row_before_the_claim(
+        monkeypatch, status=TokenStatus.REAUTHORIZATION_REQUIRED
+    )
+    with pytest.raises(AuthorizationRequired, match="re-authorization"):
+        get_access_token("acme")
+    assert not token_endpoint.calls
+
+
+def test_a_refresh_done_meanwhile_is_reused(expired, token_endpoint, monkeypatch):
+    """Another worker refreshed meanwhile: its token is returned, the spent refresh
+    token is not replayed."""
+    change_row_before_the_claim(
+        monkeypatch,
+        access_token="meanwhile-access-JJJJ-8888",  # update() encrypts it
+        refreshed_at=timezone.now(),
+        expires_at=in_seconds(3600),
+    )
+    assert get_access_token("acme") == "meanwhile-access-JJJJ-8888"
+    assert not token_endpoint.calls
+
+
+def test_a_refresh_done_meanwhile_is_reused_by_a_forced_refresh(
+    oauth_client, make_token, token_endpoint, monkeypatch
+):
+    make_token(oauth_client, expires_at=in_seconds(86400))
+    change_row_before_the_claim(monkeypatch, refreshed_at=timezone.now())
+    assert refresh_access_token("acme") == OLD_ACCESS
+    assert not token_endpoint.calls
+
+
+# --- PostgreSQL: real processes racing -----------------------------------------
+
+
+@pytest.fixture
+def _needs_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("counted and raced on PostgreSQL")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_no_transaction_stays_open_while_the_provider_answers(
+    expired, token_endpoint, _needs_postgresql
+):
+    """A row lock held across the call would pin a connection inside a transaction
+    for up to TOKEN_REQUEST_DEADLINE; the claim commits before the call."""
+    import psycopg
+
+    states: list[str] = []
+    settings_dict = connection.settings_dict
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        # Asked from another connection, as a DBA's monitoring would.
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"] or 5432,
+            user=settings_dict["USER"],
+            dbname=settings_dict["NAME"],
+            autocommit=True,
+        ) as other:
+            row = other.execute(
+                "SELECT state FROM pg_stat_activity WHERE pid = %s", [pid]
+            ).fetchone()
+        assert row is not None
+        states.append(row[0])
+        return json_answer(REFRESHED)
+
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=answer)
+    with CaptureQueriesContext(connection) as captured:
+        assert refresh_access_token("acme") == REFRESHED["access_token"]
+    assert states == ["idle"]  # not "idle in transaction"
+    statements = [q["sql"].split()[0] for q in captured]
+    assert statements == ["SELECT", "UPDATE", "UPDATE", "INSERT"]
+    assert not any("FOR UPDATE" in q["sql"] for q in captured)
+
+
+class SlowEndpoint:
+    """A ``responses`` callback that holds the first refresh until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, request: Any) -> tuple[int, dict[str, str], str]:
+        import json
+
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(20)
+        return 200, {"Content-Type": "application/json"}, json.dumps(REFRESHED)
+
+
+def hold_the_claim(token_endpoint: Any) -> tuple[SlowEndpoint, threading.Thread, list]:
+    """A first worker that refreshes and keeps the row claimed until released."""
+    slow = SlowEndpoint()
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=slow)
+    results: list[Any] = []
+
+    def first() -> None:
+        try:
+            results.append(refresh_access_token("acme"))
+        except Exception as exc:
+            results.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert slow.entered.wait(10)
+    return slow, thread, results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waiter_with_a_valid_token_does_not_wait_for_the_claim(
+    oauth_client, make_token, token_endpoint, _needs_postgresql, settings
+):
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "LOCK_WAIT_TIMEOUT": 5,
+    }
+    make_token(oauth_client, expires_at=in_seconds(120))  # inside the margin
+    slow, thread, results = hold_the_claim(token_endpoint)
+    try:
+        started = time.monotonic()
+        assert get_access_token("acme") == OLD_ACCESS
+        assert time.monotonic() - started < 1.0
+    finally:
+        slow.release.set()
+        thread.join(20)
+    assert results == [REFRESHED["access_token"]]
+    assert slow.calls == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waiter_with_an_expired_token_gives_up_after_the_bound(
+    expired, token_endpoint, _needs_postgresql, settings
+):
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "LOCK_WAIT_TIMEOUT": 0.6,
+    }
+    slow, thread, results = hold_the_claim(token_endpoint)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TokenRefreshError) as info:
+            get_access_token("acme")
+        waited = time.monotonic() - started
+        assert 0.6 <= waited < 3.0
+        assert "'acme'" in str(info.value)
+        assert "LOCK_WAIT_TIMEOUT" in str(info.value)
+        assert "0.6 s" in str(info.value)
+    finally:
+        slow.release.set()
+        thread.join(20)
+    assert results == [REFRESHED["access_token"]]
+    assert slow.calls == 1
+    # Giving up recorded nothing: the first worker's refresh stands.
+    token = OAuth2Token.objects.get()
+    assert token.last_error == ""
+    assert token.refresh_token == REFRESHED["refresh_token"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_waiter_with_an_expired_token_gets_the_result_within_the_bound(
+    expired, token_endpoint, _needs_postgresql, settings
+):
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "LOCK_WAIT_TIMEOUT": 5,
+    }
+    slow, thread, _ = hold_the_claim(token_endpoint)
+    box: list[Any] = []
+
+    def second() -> None:
+        try:
+            box.append(get_access_token("acme"))
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    time.sleep(0.3)
+    slow.release.set()
+    waiter.join(10)
+    thread.join(10)
+    assert box == [REFRESHED["access_token"]]
+    assert slow.calls == 1
