@@ -42,10 +42,10 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import cache, flow, notifications, providers, signals, status
+from . import cache, flow, notifications, prepared, providers, signals, status
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -111,62 +111,22 @@ _HOT_COLUMNS = (
     "status",
     "client__enabled",
 )
-_NAME, _ACCOUNT = "\x00name", "\x00account"  # placeholders, never stored
 
-_hot_statements = threading.local()
-
-
-def _hot_statement(alias: str) -> tuple[str, list[int], list[Any]] | None:
-    """The valid-token query compiled once per thread's connection.
-
-    Django compiles a queryset on every call, and that compilation (not the
-    database) was most of the hot path's cost: the SQL, the order of its two
-    parameters and the columns' converters (which decrypt ``access_token``) are
-    kept and reused. None when the backend puts other parameters in the query.
-    """
-    connection = connections[alias]
-    cached = _hot_statements.__dict__.get(alias)
-    if cached is not None and cached[0] is connection:
-        return cached[1]
-    query = (
+#: The valid-token query: one narrow read, compiled once per thread's connection.
+_HOT_READ = prepared.Select(
+    lambda alias, key: (
         OAuth2Token.objects.using(alias)
-        .filter(client__name=_NAME, account=_ACCOUNT)
+        .filter(client__name=prepared.slot("name"), account=prepared.slot("account"))
         .values_list(*_HOT_COLUMNS)[:1]
-        .query
     )
-    compiler = query.get_compiler(using=alias)
-    sql, params = compiler.as_sql()
-    statement: tuple[str, list[int], list[Any]] | None = None
-    if sorted(params) == sorted([_NAME, _ACCOUNT]) and len(params) == 2:
-        order = [0 if p == _NAME else 1 for p in params]
-        columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
-        statement = (sql, order, [compiler, compiler.get_converters(columns)])
-    _hot_statements.__dict__[alias] = (connection, statement)
-    return statement
+)
 
 
 def _hot_read(name: str, account: str) -> tuple[Any, ...] | None:
     """One query: the access token (decrypted) and what decides whether it is
     served as it is; None when there is no such token."""
     alias = router.db_for_read(OAuth2Token)
-    statement = _hot_statement(alias)
-    if statement is None:
-        return (
-            OAuth2Token.objects.using(alias)
-            .filter(client__name=name, account=account)
-            .values_list(*_HOT_COLUMNS)
-            .first()
-        )
-    sql, order, (compiler, converters) = statement
-    values = (name, account)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [values[i] for i in order])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    if converters:
-        row = next(iter(compiler.apply_converters([row], converters)))
-    return tuple(row)
+    return _HOT_READ.first(alias, {"name": name, "account": account})
 
 
 def _refresh_at(
@@ -184,16 +144,37 @@ def _refresh_at(
     return expires_at - datetime.timedelta(seconds=margin)
 
 
+_TOKEN_COLUMNS = [field.attname for field in OAuth2Token._meta.concrete_fields]
+_CLIENT_COLUMNS = [field.attname for field in OAuth2Client._meta.concrete_fields]
+
+#: The refresh path's read: the whole token row and its client, joined.
+_FULL_READ = prepared.Select(
+    lambda alias, key: (
+        OAuth2Token.objects.using(alias)
+        .filter(client__name=prepared.slot("name"), account=prepared.slot("account"))
+        .values_list(*_TOKEN_COLUMNS, *(f"client__{c}" for c in _CLIENT_COLUMNS))[:1]
+    )
+)
+
+
+def _read_token(name: str, account: str) -> OAuth2Token | None:
+    """The token with its client, as ``select_related("client")`` would build them."""
+    alias = router.db_for_read(OAuth2Token)
+    row = _FULL_READ.first(alias, {"name": name, "account": account})
+    if row is None:
+        return None
+    split = len(_TOKEN_COLUMNS)
+    token = OAuth2Token.from_db(alias, _TOKEN_COLUMNS, row[:split])
+    token.client = OAuth2Client.from_db(alias, _CLIENT_COLUMNS, row[split:])
+    return token
+
+
 def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
     """The client and its usable token, in one query (the refresh path, the checks).
 
     Everything is loaded, client secret included: a refresh needs all of it.
     """
-    token = (
-        OAuth2Token.objects.select_related("client")
-        .filter(client__name=name, account=account)
-        .first()
-    )
+    token = _read_token(name, account)
     client = token.client if token else _client(name)
     if not client.enabled:
         raise AuthorizationRequired(
@@ -476,16 +457,30 @@ def _claim_lifetime() -> datetime.timedelta:
     )
 
 
-def _unchanged(token: OAuth2Token) -> Q:
-    """The row as ``token`` was read: every writer that matters changes one of these
-    (a refresh, a login, a recorded failure or back-off)."""
-    return Q(
-        pk=token.pk,
-        updated_at=token.updated_at,
-        obtained_at=token.obtained_at,
-        refreshed_at=token.refreshed_at,
-        next_attempt_at=token.next_attempt_at,
+def _build_claim(alias: str, key: Any) -> tuple[QuerySet[OAuth2Token], list[str]]:
+    """The claim's UPDATE: only on the row as it was read (every writer that matters
+    changes one of these columns: a refresh, a login, a recorded failure or
+    back-off) and only when nobody holds a live claim."""
+    active_only, never_refreshed, no_next_attempt = key
+    slot = prepared.slot
+    rows = OAuth2Token.objects.using(alias).filter(
+        pk=slot(f"where:{_PK}"),
+        updated_at=slot("where:updated_at"),
+        obtained_at=slot("where:obtained_at"),
+        refreshed_at=None if never_refreshed else slot("where:refreshed_at"),
+        next_attempt_at=None if no_next_attempt else slot("where:next_attempt_at"),
     )
+    rows = rows.filter(
+        Q(refresh_claim="")
+        | Q(refresh_claimed_until__lt=slot("where:refresh_claimed_until"))
+    )
+    if active_only:
+        rows = rows.filter(status=TokenStatus.ACTIVE)
+    return rows, ["refresh_claim", "refresh_claimed_until"]
+
+
+_PK = OAuth2Token._meta.pk.name if OAuth2Token._meta.pk else "id"
+_CLAIM = prepared.Update(OAuth2Token, _build_claim)
 
 
 def _same_version(a: OAuth2Token, b: OAuth2Token) -> bool:
@@ -533,12 +528,22 @@ def _claim(
     while True:
         now = timezone.now()
         claim = secrets.token_hex(8)
-        free = Q(refresh_claim="") | Q(refresh_claimed_until__lt=now)
-        candidates = rows.filter(_unchanged(seen), free)
-        if active_only:
-            candidates = candidates.filter(status=TokenStatus.ACTIVE)
         until = now + _claim_lifetime()
-        if candidates.update(refresh_claim=claim, refresh_claimed_until=until):
+        taken = _CLAIM.run(
+            alias,
+            {
+                f"where:{_PK}": seen.pk,
+                "where:updated_at": seen.updated_at,
+                "where:obtained_at": seen.obtained_at,
+                "where:refreshed_at": seen.refreshed_at,
+                "where:next_attempt_at": seen.next_attempt_at,
+                "where:refresh_claimed_until": now,
+                "refresh_claim": claim,
+                "refresh_claimed_until": until,
+            },
+            key=(active_only, seen.refreshed_at is None, seen.next_attempt_at is None),
+        )
+        if taken:
             seen.refresh_claim, seen.refresh_claimed_until = claim, until
             return seen
         current = rows.filter(pk=seen.pk).first()
@@ -580,13 +585,31 @@ def _claim(
         pause = min(pause * 2, 0.25)
 
 
+_RELEASE = prepared.Update(
+    OAuth2Token,
+    lambda alias, key: (
+        OAuth2Token.objects.using(alias).filter(
+            pk=prepared.slot(f"where:{_PK}"),
+            refresh_claim=prepared.slot("where:refresh_claim"),
+        ),
+        ["refresh_claim", "refresh_claimed_until"],
+    ),
+)
+
+
 def _release(token: OAuth2Token, alias: str) -> None:
     """Give the claim back without storing anything (the refresh was not made)."""
     if not token.refresh_claim:
         return
-    OAuth2Token.objects.using(alias).filter(
-        pk=token.pk, refresh_claim=token.refresh_claim
-    ).update(refresh_claim="", refresh_claimed_until=None)
+    _RELEASE.run(
+        alias,
+        {
+            f"where:{_PK}": token.pk,
+            "where:refresh_claim": token.refresh_claim,
+            "refresh_claim": "",
+            "refresh_claimed_until": None,
+        },
+    )
     token.refresh_claim, token.refresh_claimed_until = "", None
 
 
@@ -599,6 +622,18 @@ def _one_statement(alias: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def _build_store(alias: str, fields: Any) -> tuple[QuerySet[OAuth2Token], list[str]]:
+    rows = OAuth2Token.objects.using(alias).filter(
+        pk=prepared.slot(f"where:{_PK}"),
+        refresh_claim=prepared.slot("where:refresh_claim"),
+        status=TokenStatus.ACTIVE,
+    )
+    return rows, [*fields, "updated_at", "refresh_claim", "refresh_claimed_until"]
+
+
+_STORE = prepared.Update(OAuth2Token, _build_store)
+
+
 def _store_claimed(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
     """Write ``fields`` of the claimed row and release the claim, in one UPDATE.
 
@@ -608,15 +643,16 @@ def _store_claimed(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
     """
     now = timezone.now()
     values = {field: getattr(token, field) for field in fields}
-    written = (
-        OAuth2Token.objects.using(alias)
-        .filter(
-            pk=token.pk,
-            refresh_claim=token.refresh_claim,
-            status=TokenStatus.ACTIVE,
-        )
-        .update(**values, updated_at=now, refresh_claim="", refresh_claimed_until=None)
+    values.update(
+        {
+            f"where:{_PK}": token.pk,
+            "where:refresh_claim": token.refresh_claim,
+            "updated_at": now,
+            "refresh_claim": "",
+            "refresh_claimed_until": None,
+        }
     )
+    written = _STORE.run(alias, values, key=tuple(fields))
     if written:
         token.updated_at = now
         token.refresh_claim, token.refresh_claimed_until = "", None
