@@ -54,19 +54,21 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def serve(port: Connection) -> None:
+def serve(port: Connection, latency: float) -> None:
     """The endpoint's process: sends its port back, then serves until killed."""
+    global LATENCY
+    LATENCY = latency
     server = Server(("127.0.0.1", 0), SlowTokenEndpoint)
     port.send(server.server_address[1])
     port.close()
     server.serve_forever()
 
 
-def start_endpoint() -> tuple[BaseProcess, str]:
+def start_endpoint(latency: float = LATENCY) -> tuple[BaseProcess, str]:
     """The endpoint in its own process ("spawn": nothing of this one is copied)."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=serve, args=(send,), daemon=True)
+    process = context.Process(target=serve, args=(send, latency), daemon=True)
     process.start()
     send.close()
     port = receive.recv()
