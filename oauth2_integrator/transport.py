@@ -236,37 +236,102 @@ class _WatchedAdapter(HTTPAdapter):
 _sessions = threading.local()
 
 
-def _session(url: str) -> requests.Session:
-    """This thread's session for the URL's host: its connections are kept alive.
+def _key(url: str) -> tuple[Any, ...]:
+    parts = urllib3.util.parse_url(url)
+    return (os.getpid(), parts.scheme, parts.host, parts.port)
+
+
+def _pool() -> dict[tuple[Any, ...], tuple[requests.Session, dict[str, Any]]]:
+    pool: dict[tuple[Any, ...], Any] | None = getattr(_sessions, "by_host", None)
+    if pool is None or getattr(_sessions, "pid", None) != os.getpid():
+        pool = _sessions.by_host = {}
+        _sessions.pid = os.getpid()
+    return pool
+
+
+def _pooled(url: str) -> tuple[requests.Session, dict[str, Any]]:
+    """This thread's session for the URL's host and its environment cache.
 
     One per thread (a ``requests.Session`` is not thread-safe) and per scheme, host
     and port, created again in a forked child (a Celery prefork worker must not share
     its parent's sockets).
     """
-    parts = urllib3.util.parse_url(url)
-    key = (os.getpid(), parts.scheme, parts.host, parts.port)
-    pool: dict[tuple[Any, ...], requests.Session] | None = getattr(
-        _sessions, "by_host", None
-    )
-    if pool is None or getattr(_sessions, "pid", None) != os.getpid():
-        pool = _sessions.by_host = {}
-        _sessions.pid = os.getpid()
-    session = pool.get(key)
-    if session is None:
+    pool = _pool()
+    key = _key(url)
+    found = pool.get(key)
+    if found is None:
         session = requests.Session()
+        # The environment is read by _environment, once per session (see there).
+        session.trust_env = False
         adapter = _WatchedAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        pool[key] = session
-    return session
+        found = pool[key] = (session, {})
+    return found
+
+
+def _session(url: str) -> requests.Session:
+    """This thread's session for the URL's host: its connections are kept alive."""
+    return _pooled(url)[0]
 
 
 def close_sessions() -> None:
     """Close this thread's kept-alive connections (tests, a worker shutting down)."""
     pool = getattr(_sessions, "by_host", None) or {}
-    for session in pool.values():
+    for session, _ in pool.values():
         session.close()
     pool.clear()
+
+
+# --- the environment ------------------------------------------------------------------
+
+#: What requests' ``trust_env`` reads: the proxy variables (lower case wins, and
+#: ``REQUEST_METHOD``, a CGI request, drops ``HTTP_PROXY``), the CA bundle
+#: variables and the netrc file (``NETRC``, else ``~/.netrc``).
+_ENVIRONMENT = (
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NETRC",
+    "HOME",
+)
+
+
+def _environment(url: str, cache: dict[str, Any]) -> dict[str, Any]:
+    """What requests would take from the environment for a request to ``url``:
+    ``proxies``, ``ca_bundle`` (replaces ``verify=True``) and ``netrc`` (credentials
+    for a request without auth).
+
+    requests looks these up on every request (``Session.trust_env``): its proxy
+    lookup walks the whole of ``os.environ`` twice and the netrc lookup stats
+    files, more CPU than the rest of a kept-alive request (``bench_sweep.py``).
+    They depend only on the host and the environment, so each thread's session
+    for the host (``_pooled``) keeps them, and reads them again when one of the
+    variables that decide them changes. Not seen until then: a change of the
+    netrc file itself, or of a system proxy setting (macOS, Windows) when no
+    proxy variable is set.
+    """
+    get = os.environ.get
+    fingerprint = tuple(get(name) for name in _ENVIRONMENT)
+    if cache.get("fingerprint") != fingerprint:
+        cache.clear()
+        cache["fingerprint"] = fingerprint
+        # As requests does: the proxies for the prepared URL (an IDNA-encoded
+        # host), the netrc entry for the URL as given.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        cache["proxies"] = requests.utils.get_environ_proxies(str(prepared.url))
+        cache["ca_bundle"] = get("REQUESTS_CA_BUNDLE") or get("CURL_CA_BUNDLE")
+        cache["netrc"] = requests.utils.get_netrc_auth(url)
+    return cache
 
 
 # --- reading a bounded body ----------------------------------------------------------
@@ -403,7 +468,11 @@ def request(
     context = _current_deadline.set(deadline)
     try:
         with deadline:
-            session = _session(url)
+            session, cache = _pooled(url)
+            environment = _environment(url, cache)
+            verify = app_settings.VERIFY_TLS
+            if verify is True or verify is None:
+                verify = environment["ca_bundle"] or verify
             try:
                 response = session.request(
                     method,
@@ -412,12 +481,13 @@ def request(
                     json=json,
                     params=params,
                     headers=merged,
-                    auth=auth,
+                    auth=auth or environment["netrc"],
                     timeout=(
                         min(float(app_settings.CONNECT_TIMEOUT), seconds),
                         min(float(app_settings.READ_TIMEOUT), seconds),
                     ),
-                    verify=app_settings.VERIFY_TLS,
+                    proxies=dict(environment["proxies"]),
+                    verify=verify,
                     allow_redirects=False,
                     stream=True,
                 )
