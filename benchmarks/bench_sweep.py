@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from _scratch import scratch_postgres, setup_django
 
 LATENCY = 0.020
+ROUNDS = 2
 BODY = json.dumps(
     {"access_token": "a" * 180, "refresh_token": "r" * 60, "expires_in": 3600}
 ).encode()
@@ -141,8 +142,11 @@ def run(count: int, big: int, url: str) -> None:
         from django.db import connections
 
         seed(count, url)
-        one = sweep(1, count)
-        eight = sweep(8, count)
+        # Alternating rounds, the best of each: the machine is shared.
+        one = eight = float("inf")
+        for _ in range(ROUNDS):
+            one = min(one, sweep(1, count))
+            eight = min(eight, sweep(8, count))
         print(
             f"benchmark: sweep, {count} due tokens, {LATENCY * 1000:.0f} ms endpoint, "
             "PostgreSQL, 2-core machine"

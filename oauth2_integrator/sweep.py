@@ -296,13 +296,10 @@ def refresh_one(name: str, account: str = "", *, force: bool = False) -> Refresh
 
 
 def _load(name: str, account: str) -> OAuth2Token | None:
-    """The whole row, secrets included: the claim does not read it again, and a
-    token passed to ``refresh_one`` is due, so it is about to be refreshed."""
-    return (
-        OAuth2Token.objects.select_related("client")
-        .filter(client__name=name, account=account)
-        .first()
-    )
+    """The whole row and its client, from the refresh path's compiled read: the
+    claim does not read it again, and a token passed to ``refresh_one`` is due, so
+    it is about to be refreshed (secrets included)."""
+    return tokens._read_token(name, account)
 
 
 def _refresh_one(name: str, account: str, *, force: bool) -> RefreshOutcome:
