@@ -157,6 +157,20 @@ def _mark_revoked(client: OAuth2Client, account: str, *, actor: Any) -> _Secrets
         + ": authorize the client again to use it."
     )
 
+    def revoked() -> dict[str, Any]:
+        now = timezone.now()
+        return {
+            "status": TokenStatus.REVOKED,
+            "last_error": note[:2000],
+            "last_error_at": now,
+            "last_error_code": "revoked",
+            "next_attempt_at": None,
+            # A refresh in flight stores nothing over it (``tokens._store_claimed``).
+            "refresh_claim": "",
+            "refresh_claimed_until": None,
+            "updated_at": now,
+        }
+
     def mark() -> _Secrets:
         # Reading decrypts the secrets; a value no key opens raises there, and the
         # row is revoked without them (below).
@@ -174,16 +188,7 @@ def _mark_revoked(client: OAuth2Client, account: str, *, actor: Any) -> _Secrets
             access_token=token.access_token or "",
             obtained_at=token.obtained_at,
         )
-        OAuth2Token.objects.using(alias).filter(pk=pk).update(
-            status=TokenStatus.REVOKED,
-            last_error=note[:2000],
-            last_error_at=timezone.now(),
-            last_error_code="revoked",
-            next_attempt_at=None,
-            refresh_claim="",
-            refresh_claimed_until=None,
-            updated_at=timezone.now(),
-        )
+        OAuth2Token.objects.using(alias).filter(pk=pk).update(**revoked())
         return secrets
 
     try:
@@ -199,14 +204,7 @@ def _mark_revoked(client: OAuth2Client, account: str, *, actor: Any) -> _Secrets
                     .values_list("obtained_at", flat=True)
                     .first()
                 )
-                OAuth2Token.objects.using(alias).filter(pk=pk).update(
-                    status=TokenStatus.REVOKED,
-                    last_error=note[:2000],
-                    last_error_at=timezone.now(),
-                    last_error_code="revoked",
-                    next_attempt_at=None,
-                    updated_at=timezone.now(),
-                )
+                OAuth2Token.objects.using(alias).filter(pk=pk).update(**revoked())
             return _Secrets("", "", obtained, undecryptable=True)
 
         return _on_own_connection(alias, mark_blind)

@@ -860,20 +860,12 @@ _REFRESHED_FIELDS = [
     "refreshed_at",
 ]
 
-#: What survives a database that refuses the rest of the answer.
+#: What survives a database that refuses the rest of the answer: the values that
+#: come from the provider as free text or JSON are left out.
 _ESSENTIAL_FIELDS = [
-    "access_token",
-    "refresh_token",
-    "refresh_token_expires_at",
-    "expires_at",
-    "refreshed_at",
-    "status",
-    "last_error",
-    "last_error_at",
-    "last_error_code",
-    "next_attempt_at",
-    "refresh_attempts",
-    "incident_notified_at",
+    field
+    for field in _REFRESHED_FIELDS
+    if field not in ("token_type", "scope", "extra", "provider_values")
 ]
 
 
