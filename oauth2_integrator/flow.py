@@ -221,7 +221,11 @@ class TokenSet:
         )
 
 
-def _secret(client: OAuth2Client) -> str:
+def client_secret(client: OAuth2Client) -> str:
+    """The client secret as sent to the provider: for the rare hook that must put it
+    somewhere ``apply_client_auth`` does not (Facebook's token exchange wants it in
+    the query whatever the client's authentication method). A secret no configured
+    key opens raises ``ConfigurationError``."""
     return reveal(
         client.client_secret,
         what=f"client secret of {client.name!r}",
@@ -242,11 +246,13 @@ def apply_client_auth(config: ClientConfig, request: TokenRequest) -> TokenReque
         # secret with ":" or non-ASCII characters survives.
         request.auth = (
             quote_plus(client.client_id),
-            quote_plus(_secret(client)),
+            quote_plus(client_secret(client)),
         )
     elif method == "client_secret_post":
         request.data[names.get("client_id", "client_id")] = client.client_id
-        request.data[names.get("client_secret", "client_secret")] = _secret(client)
+        request.data[names.get("client_secret", "client_secret")] = client_secret(
+            client
+        )
     else:
         request.data[names.get("client_id", "client_id")] = client.client_id
     return request

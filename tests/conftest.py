@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
+import django
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.http import HttpRequest
@@ -35,6 +36,12 @@ pytest_plugins = ["pytester"]
 AUTHORIZE_URL = "https://auth.example.test/oauth/authorize"
 TOKEN_URL = "https://auth.example.test/oauth/token"
 CLIENT_SECRET = "s3cr3t-client-secret-value-0123456789"
+#: ``settings.ADMINS`` with one operator: Django 6 takes plain addresses (and
+#: deprecates the (name, address) pairs that Django 5.2 requires).
+OPS_ADMINS: list[Any] = (
+    ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
+)
+
 STORED_ACCESS_TOKEN = "stored-access-token-AAAA-1111-BBBB"
 STORED_REFRESH_TOKEN = "stored-refresh-token-CCCC-2222-DDDD"
 

@@ -24,7 +24,7 @@ from oauth2_integrator.models import OAuth2Token, TokenStatus
 from oauth2_integrator.status import describe
 from oauth2_integrator.tokens import backoff_delay, store_token_set
 
-from .conftest import TOKEN_URL, in_seconds
+from .conftest import OPS_ADMINS, TOKEN_URL, in_seconds
 from .rotating_provider import RotatingProvider, running
 
 NEW = {
@@ -33,7 +33,7 @@ NEW = {
     "token_type": "Bearer",
     "expires_in": 3600,
 }
-ADMINS = [("Ops", "ops@example.com")]
+ADMINS = OPS_ADMINS
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from django.core.management import call_command
 from oauth2_integrator import TokenRefreshError, get_access_token
 from oauth2_integrator.models import OAuth2Token
 
+from .conftest import OPS_ADMINS
 from .rotating_provider import RotatingProvider, running
 from .settings import TEST_KEY_NEW, TEST_KEY_OLD
 
@@ -105,7 +106,7 @@ def sweep() -> str:
 def test_a_month_without_a_human(
     clock, make_client, settings, mailoutbox, secret_values
 ):
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.ADMINS = OPS_ADMINS
     settings.OAUTH2_INTEGRATOR = {
         **settings.OAUTH2_INTEGRATOR,
         "ENCRYPTION_KEYS": [TEST_KEY_OLD],

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from oauth2_integrator.models import OAuth2Token
 
-from .conftest import TOKEN_URL, in_seconds
+from .conftest import OPS_ADMINS, TOKEN_URL, in_seconds
 from .rotating_provider import RotatingProvider, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def idle(make_client: Any, make_token: Any, name: str, **fields: Any) -> OAuth2T
 
 @pytest.fixture(autouse=True)
 def _admins(settings: Any) -> None:
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.ADMINS = OPS_ADMINS
 
 
 def test_one_summary_line_and_exit_0(make_client, make_token, token_endpoint):

@@ -52,7 +52,7 @@ class FacebookProfile(ProviderProfile):
     def renewal_request(
         self, config: ClientConfig, token: OAuth2Token
     ) -> TokenRequest | None:
-        from ..flow import TokenRequest, _secret
+        from ..flow import TokenRequest, client_secret
 
         access_token = current_access_token(token)
         if access_token is None:
@@ -62,7 +62,7 @@ class FacebookProfile(ProviderProfile):
             data={
                 "grant_type": "fb_exchange_token",
                 "client_id": config.client.client_id,
-                "client_secret": _secret(config.client),
+                "client_secret": client_secret(config.client),
                 "fb_exchange_token": access_token,
             },
             method="GET",

@@ -75,14 +75,14 @@ class InstagramProfile(ProviderProfile):
     def _exchange(self, config: ClientConfig, short_lived: str) -> dict[str, Any]:
         """The long-lived token for a short-lived one, or {} (warning logged)."""
         from .. import transport
-        from ..flow import _secret
+        from ..flow import client_secret
 
         try:
             response = transport.get(
                 self.exchange_endpoint,
                 params={
                     "grant_type": "ig_exchange_token",
-                    "client_secret": _secret(config.client),
+                    "client_secret": client_secret(config.client),
                     "access_token": short_lived,
                 },
             )
