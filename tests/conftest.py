@@ -10,7 +10,7 @@ import base64
 import datetime
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from django.test import Client
 from django.utils import timezone
 
+from oauth2_integrator import signals
 from oauth2_integrator.fields import (
     EncryptedJSONField,
     EncryptedTextField,
@@ -479,3 +480,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "skipped on this database: run `make test` for them",
             yellow=True,
         )
+
+
+@pytest.fixture
+def told() -> Iterator[list[dict[str, Any]]]:
+    """What the ``reauthorization_required`` signal sent during the test."""
+    got: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        got.append(kwargs)
+
+    signals.reauthorization_required.connect(receiver)
+    yield got
+    signals.reauthorization_required.disconnect(receiver)

@@ -4,7 +4,6 @@ by every caller; one notice per incident for the failures an operator must fix."
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -17,7 +16,6 @@ from oauth2_integrator import (
     TokenRefreshError,
     flow,
     get_access_token,
-    signals,
     tokens,
 )
 from oauth2_integrator.models import OAuth2Token, TokenStatus
@@ -34,18 +32,6 @@ NEW = {
     "expires_in": 3600,
 }
 ADMINS = OPS_ADMINS
-
-
-@pytest.fixture
-def told() -> Iterator[list[dict[str, Any]]]:
-    got: list[dict[str, Any]] = []
-
-    def receiver(**kwargs: Any) -> None:
-        got.append(kwargs)
-
-    signals.reauthorization_required.connect(receiver)
-    yield got
-    signals.reauthorization_required.disconnect(receiver)
 
 
 @pytest.fixture(autouse=True)

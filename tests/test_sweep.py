@@ -20,8 +20,8 @@ from oauth2_integrator.providers.base import ProviderProfile
 from oauth2_integrator.status import describe
 from oauth2_integrator.sweep import due_tokens, refresh_due_tokens, refresh_one
 
+from .conftest import OPS_ADMINS, TOKEN_URL, in_seconds
 from .conftest import STORED_REFRESH_TOKEN as STORED_REFRESH
-from .conftest import TOKEN_URL, in_seconds
 from .rotating_provider import RotatingProvider, running
 
 NEW = {
@@ -38,21 +38,9 @@ def ago(hours: float) -> datetime.datetime:
     return timezone.now() - datetime.timedelta(hours=hours)
 
 
-@pytest.fixture
-def told() -> Iterator[list[dict[str, Any]]]:
-    got: list[dict[str, Any]] = []
-
-    def receiver(**kwargs: Any) -> None:
-        got.append(kwargs)
-
-    signals.reauthorization_required.connect(receiver)
-    yield got
-    signals.reauthorization_required.disconnect(receiver)
-
-
 @pytest.fixture(autouse=True)
 def _admins(settings: Any) -> None:
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.ADMINS = OPS_ADMINS
 
 
 class Renewing(ProviderProfile):
