@@ -86,8 +86,10 @@ def describe(
     if token.status != TokenStatus.ACTIVE:
         return NEEDS_REAUTHORIZATION
     now = now or timezone.now()
-    problem = refresh_problem(client, token, now=now) or renewal_problem(
-        client, token, now=now
+    problem = (
+        refresh_problem(client, token, now=now)
+        or renewal_problem(client, token, now=now)
+        or refresh_in_flight(token, now=now)
     )
     # Who the token belongs to, when the provider said (OpenID Connect's ID token,
     # a profile's userinfo): "Connected as alice@example.com, expires in ...".
@@ -233,6 +235,28 @@ def refresh_problem(
             "unless the client is saved or re-authorized"
         )
     return f"refresh refused ({code}): {fix}; {retry}"
+
+
+def refresh_in_flight(
+    token: OAuth2Token, *, now: datetime.datetime | None = None
+) -> str:
+    """A refresh claimed by a process (``tokens._claim``), in an operator's words.
+
+    A claim past its end was left by a process that stopped in the middle of a
+    refresh: harmless, the next refresh takes it over, but worth seeing when
+    callers of an expired token were told that another worker was refreshing it.
+    """
+    claim = getattr(token, "refresh_claim", "")
+    until = getattr(token, "refresh_claimed_until", None)
+    if not claim or until is None:
+        return ""
+    now = now or timezone.now()
+    if until > now:
+        return "a refresh is in progress"
+    return (
+        "a refresh was cut short (its process stopped) "
+        f"{_words(timesince(until, now))} ago; the next refresh takes over"
+    )
 
 
 def rows(

@@ -146,6 +146,24 @@ def test_a_claim_left_by_a_dead_process_is_taken_over_once_it_runs_out(
     assert OAuth2Token.objects.get().refresh_claim == ""
 
 
+def test_the_status_says_a_refresh_is_in_progress(expired):
+    from oauth2_integrator.status import describe
+
+    claimed_by_another(until=in_seconds(60))
+    status = describe(expired.client)
+    assert status.startswith("Connected, expired")
+    assert status.endswith("; a refresh is in progress")
+
+
+def test_the_status_says_a_refresh_was_cut_short(expired):
+    from oauth2_integrator.status import describe
+
+    claimed_by_another(until=in_seconds(-600))
+    status = describe(expired.client)
+    assert "a refresh was cut short (its process stopped) 10" in status
+    assert status.endswith("the next refresh takes over")
+
+
 def test_a_claim_lives_longer_than_two_provider_calls(settings):
     settings.OAUTH2_INTEGRATOR = {
         **settings.OAUTH2_INTEGRATOR,
