@@ -4,28 +4,27 @@ The first tests run the tasks in this process with a stand-in ``sweep`` module (
 the tasks do with its answers). The rest start two real Celery workers
 (``celery -A example_project worker``, so the example project's Celery app is tested
 too) on a real Redis broker, pointed at this test's PostgreSQL database, with a real
-token endpoint served from this process; the workers are started once per module.
+token endpoint served from this process (tests/rotating_provider.py); the workers are
+started once per module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import pytest
 from django.utils import timezone
@@ -34,6 +33,8 @@ celery = pytest.importorskip("celery", reason="the `celery` extra is not install
 
 from oauth2_integrator.contrib import celery as tasks  # noqa: E402
 from oauth2_integrator.models import OAuth2Event, OAuth2Token  # noqa: E402
+
+from .rotating_provider import RotatingProvider, running  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -147,86 +148,13 @@ def _redis_reachable() -> bool:
         return sock.connect_ex((REDIS_HOST, REDIS_PORT)) == 0
 
 
-class TokenServer(http.server.ThreadingHTTPServer):
-    """A strict provider: accepts the current refresh token once and rotates it.
-
-    ``outage`` answers 503 to everything. ``hold`` makes the next refresh wait (at most 4 s, inside the test settings'
-    5 s read timeout) until the test calls ``release.set()``; ``called`` is set when
-    a refresh arrives.
-    """
-
-    daemon_threads = True
-
-    def __init__(self, first_refresh_token: str) -> None:
-        super().__init__(("127.0.0.1", 0), TokenHandler)
-        self.valid_refresh_token = first_refresh_token
-        self.calls: list[dict[str, str]] = []
-        self.issued: list[str] = []
-        self.lock = threading.Lock()
-        self.hold = False
-        self.outage = False
-        self.called = threading.Event()
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/token"
-
-
-class TokenHandler(http.server.BaseHTTPRequestHandler):
-    server: TokenServer
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        form = dict(parse_qsl(self.rfile.read(length).decode()))
-        server = self.server
-        with server.lock:
-            server.calls.append(form)
-            accepted = form.get("refresh_token") == server.valid_refresh_token
-            if accepted and not server.outage:
-                number = len(server.issued) + 1
-                server.valid_refresh_token = f"worker-refresh-{number:04d}-rrrrrrrr"
-                access = f"worker-access-{number:04d}-aaaaaaaaaaaa"
-                server.issued += [access, server.valid_refresh_token]
-        server.called.set()
-        if server.hold:
-            server.release.wait(4)
-        if server.outage:
-            status, body = 503, {"error": "temporarily_unavailable"}
-        elif accepted:
-            status, body = (
-                200,
-                {
-                    "access_token": access,
-                    "refresh_token": server.valid_refresh_token,
-                    "token_type": "Bearer",
-                    "expires_in": 3600,
-                },
-            )
-        else:  # a replayed refresh token: strict providers revoke the chain
-            status, body = 400, {"error": "invalid_grant"}
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+STORED_REFRESH = "stored-refresh-token-CCCC-2222-DDDD"
 
 
 @pytest.fixture
-def token_server() -> Iterator[TokenServer]:
-    server = TokenServer("stored-refresh-token-CCCC-2222-DDDD")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
+def token_server() -> Iterator[RotatingProvider]:
+    with running(RotatingProvider(STORED_REFRESH)) as provider:
+        yield provider
 
 
 @dataclasses.dataclass
@@ -350,7 +278,7 @@ def workers(
 
 @pytest.fixture
 def worker_log(
-    workers: Workers, secret_values: Any, token_server: TokenServer
+    workers: Workers, secret_values: Any, token_server: RotatingProvider
 ) -> Iterator[Workers]:
     """The workers, and afterwards: no secret in what they logged during the test."""
     offsets = [log.stat().st_size for log in workers.logs]
@@ -373,7 +301,10 @@ def _collect(result: Any) -> list[Any]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_refreshes_the_due_token_from_the_periodic_task(
-    worker_log: Workers, token_server: TokenServer, make_client: Any, make_token: Any
+    worker_log: Workers,
+    token_server: RotatingProvider,
+    make_client: Any,
+    make_token: Any,
 ):
     client = make_client(token_endpoint=token_server.url)
     due = make_token(client, expires_at=timezone.now() + datetime.timedelta(seconds=60))
@@ -393,12 +324,10 @@ def test_a_worker_refreshes_the_due_token_from_the_periodic_task(
     assert (values[1]["name"], values[1]["account"]) == ("acme", "")
     assert values[1]["result"] == "refreshed", values[1]
     assert len(token_server.calls) == 1
-    assert (
-        token_server.calls[0]["refresh_token"] == "stored-refresh-token-CCCC-2222-DDDD"
-    )
+    assert token_server.calls[0].form["refresh_token"] == STORED_REFRESH
     token = OAuth2Token.objects.get(pk=due.pk)
-    assert token.access_token == "worker-access-0001-aaaaaaaaaaaa"
-    assert token.refresh_token == "worker-refresh-0001-rrrrrrrr"
+    assert token.access_token == "provider-access-00001-wwwwwwww"
+    assert token.refresh_token == "rotated-refresh-00001-zzzzzzzz"
     assert token.status == "active"
     assert token.refreshed_at is not None and token.refreshed_at >= before
     assert token.expires_at > timezone.now() + datetime.timedelta(minutes=50)
@@ -412,7 +341,10 @@ def test_a_worker_refreshes_the_due_token_from_the_periodic_task(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_and_overlapping_ticks_call_the_provider_once(
-    worker_log: Workers, token_server: TokenServer, make_client: Any, make_token: Any
+    worker_log: Workers,
+    token_server: RotatingProvider,
+    make_client: Any,
+    make_token: Any,
 ):
     """While one worker is inside the token endpoint (holding the row lock), the other
     worker takes the other tasks for the same token and finishes them without waiting
@@ -443,8 +375,8 @@ def test_two_workers_and_overlapping_ticks_call_the_provider_once(
     assert outcomes[0]["result"] == "refreshed", outcomes
     assert [o["result"] for o in outcomes].count("refreshed") == 1, outcomes
     token = OAuth2Token.objects.get()
-    assert token.access_token == "worker-access-0001-aaaaaaaaaaaa"
-    assert token.refresh_token == "worker-refresh-0001-rrrrrrrr"
+    assert token.access_token == "provider-access-00001-wwwwwwww"
+    assert token.refresh_token == "rotated-refresh-00001-zzzzzzzz"
     assert token.status == "active"
     assert OAuth2Event.objects.filter(client=client, kind="refreshed").count() == 1
 
@@ -452,7 +384,10 @@ def test_two_workers_and_overlapping_ticks_call_the_provider_once(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_outage_costs_the_provider_one_call_however_many_tasks_ask(
-    worker_log: Workers, token_server: TokenServer, make_client: Any, make_token: Any
+    worker_log: Workers,
+    token_server: RotatingProvider,
+    make_client: Any,
+    make_token: Any,
 ):
     """The back-off a worker records on the token holds back the next tick and every
     other worker, while the still-valid token is kept (nothing is lost)."""
@@ -474,7 +409,7 @@ def test_an_outage_costs_the_provider_one_call_however_many_tasks_ask(
     assert {o["result"] for o in later[1:]} == {"held_back"}, later
     stored = OAuth2Token.objects.get(pk=token.pk)
     assert stored.access_token == "stored-access-token-AAAA-1111-BBBB"
-    assert stored.refresh_token == "stored-refresh-token-CCCC-2222-DDDD"
+    assert stored.refresh_token == STORED_REFRESH
     assert stored.status == "active"
     assert stored.refresh_attempts == 1
     assert stored.next_attempt_at is not None
