@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.utils import timezone
 
@@ -281,8 +281,14 @@ def refresh_one(name: str, account: str = "", *, force: bool = False) -> Refresh
     (backing off after transient failures), ``failed`` (a transient failure, now
     backing off) or ``needs_operator``; ``detail`` says why in words.
     """
+    return _refresh_one_safely(name, account, force=force)
+
+
+def _refresh_one_safely(
+    name: str, account: str, *, force: bool, loaded: OAuth2Token | None = None
+) -> RefreshOutcome:
     try:
-        return _refresh_one(name, account, force=force)
+        return _refresh_one(name, account, force=force, loaded=loaded)
     except Exception as exc:  # a database outage, a bug: one token, not the sweep
         logger.error(
             "The background refresh of OAuth2 client %r failed with an unexpected %s.",
@@ -302,12 +308,32 @@ def _load(name: str, account: str) -> OAuth2Token | None:
     return tokens._read_token(name, account)
 
 
-def _refresh_one(name: str, account: str, *, force: bool) -> RefreshOutcome:
+def _load_chunk(pks: list[int]) -> dict[int, OAuth2Token]:
+    """Whole rows and their clients for a runner's next tokens, in one query.
+
+    A row read here may be a little old by the time its turn comes: the claim
+    only succeeds on the row as read, and otherwise reads it again (``tokens._claim``),
+    so a stale row costs a statement, never a wrong refresh. Empty when a secret
+    no configured key opens is among them (or the database failed): each is then
+    read on its own, and only that one needs an operator.
+    """
+    try:
+        return {
+            token.pk: token
+            for token in OAuth2Token.objects.select_related("client").filter(pk__in=pks)
+        }
+    except (ConfigurationError, DatabaseError):
+        return {}  # read one by one, where each failure is that token's alone
+
+
+def _refresh_one(
+    name: str, account: str, *, force: bool, loaded: OAuth2Token | None = None
+) -> RefreshOutcome:
     def outcome(result: str, detail: str) -> RefreshOutcome:
         return RefreshOutcome(name, account, result, detail)
 
     try:
-        token = _load(name, account)
+        token = loaded if loaded is not None else _load(name, account)
     except ConfigurationError as exc:  # a secret no configured key opens
         return outcome(NEEDS_OPERATOR, str(exc))
     if token is None:
@@ -378,11 +404,11 @@ def refresh_due_tokens(
     total)`` is called after each token, from the worker threads.
     """
     now = timezone.now()
-    due: list[tuple[str, str, str]] = []
+    due: list[tuple[str, str, str, int]] = []
     known: list[RefreshOutcome] = []
     for token, what, why in _scan(now=now, client=client, force=force):
         if what == DUE:
-            due.append((token.client.name, token.account, why))
+            due.append((token.client.name, token.account, why, token.pk))
         elif what:
             known.append(RefreshOutcome(token.client.name, token.account, what, why))
     report = SweepReport()
@@ -399,42 +425,57 @@ def refresh_due_tokens(
     for outcome in known:
         done(outcome)
     if dry_run:
-        for name, account, why in due:
+        for name, account, why, _ in due:
             done(RefreshOutcome(name, account, DUE, why))
         return report
-    pairs = [(name, account) for name, account, _ in due]
-    _run(pairs, force=force, workers=workers, done=done)
+    items = [(name, account, pk) for name, account, _, pk in due]
+    _run(items, force=force, workers=workers, done=done)
     return report
 
 
+#: Due tokens a runner reads at once: one query instead of one per token.
+CHUNK = 20
+
+
 def _run(
-    pairs: list[tuple[str, str]],
+    items: list[tuple[str, str, int]],
     *,
     force: bool,
     workers: int,
     done: Callable[[RefreshOutcome], None],
 ) -> None:
-    if workers <= 1 or len(pairs) <= 1:
-        for name, account in pairs:
-            done(refresh_one(name, account, force=force))
-        return
-    pending = collections.deque(pairs)
+    pending = collections.deque(items)
     lock = threading.Lock()
 
+    runners = max(1, min(workers, len(items)))
+
+    def take() -> list[tuple[str, str, int]]:
+        # Smaller near the end, so that no runner waits while another works
+        # through a whole chunk.
+        with lock:
+            size = min(CHUNK, -(-len(pending) // runners))
+            return [pending.popleft() for _ in range(size)]
+
     def work() -> None:
+        while chunk := take():
+            loaded = _load_chunk([pk for _, _, pk in chunk])
+            for name, account, pk in chunk:
+                token = loaded.get(pk)
+                done(_refresh_one_safely(name, account, force=force, loaded=token))
+
+    if workers <= 1 or len(items) <= 1:
+        work()
+        return
+
+    def thread_work() -> None:
         try:
-            while True:
-                with lock:
-                    if not pending:
-                        return
-                    name, account = pending.popleft()
-                done(refresh_one(name, account, force=force))
+            work()
         finally:
             connections.close_all()  # this thread's connections only
 
     threads = [
-        threading.Thread(target=work, name=f"oauth2-refresh-{i}", daemon=True)
-        for i in range(min(workers, len(pairs)))
+        threading.Thread(target=thread_work, name=f"oauth2-refresh-{i}", daemon=True)
+        for i in range(runners)
     ]
     for thread in threads:
         thread.start()

@@ -276,6 +276,97 @@ def test_dry_run_calls_nobody(oauth_client, make_token, token_endpoint):
     assert OAuth2Token.objects.get().refreshed_at is None
 
 
+# --- a runner reads its next tokens in one query -----------------------------------
+
+
+@pytest.fixture
+def three_due(make_client, make_token, token_endpoint) -> list[OAuth2Client]:
+    clients = [make_client(name=f"due-{n}", token_endpoint=TOKEN_URL) for n in range(3)]
+    for client in clients:
+        make_token(client, obtained_at=ago(30))
+    token_endpoint.post(
+        TOKEN_URL,
+        json={"access_token": "swept-access-TTTT", "expires_in": 3600},
+    )
+    return clients
+
+
+def test_a_runner_reads_its_next_tokens_in_one_query(three_due, monkeypatch):
+    reads: list[list[int]] = []
+    real = sweep._load_chunk
+
+    def counting(pks: list[int]) -> dict[int, OAuth2Token]:
+        reads.append(pks)
+        return real(pks)
+
+    monkeypatch.setattr(sweep, "_load_chunk", counting)
+    monkeypatch.setattr(
+        sweep,
+        "_load",
+        lambda *a: pytest.fail("read one by one"),  # type: ignore[arg-type]
+    )
+    report = refresh_due_tokens()
+    assert report.counts[sweep.REFRESHED] == 3
+    assert [sorted(pks) for pks in reads] == [
+        sorted(OAuth2Token.objects.values_list("pk", flat=True))
+    ]
+
+
+def test_a_token_refreshed_after_its_chunk_was_read_is_not_refreshed_again(
+    three_due, token_endpoint, monkeypatch
+):
+    """Another runner refreshed it meanwhile: the claim on the stale row fails, the
+    row is read again and found not due; its spent refresh token is never sent."""
+    real = sweep._load_chunk
+
+    def then_refreshed_elsewhere(pks: list[int]) -> dict[int, OAuth2Token]:
+        loaded = real(pks)
+        OAuth2Token.objects.filter(client__name="due-1").update(
+            refreshed_at=timezone.now(),
+            expires_at=in_seconds(3600),
+            updated_at=timezone.now(),
+        )
+        return loaded
+
+    monkeypatch.setattr(sweep, "_load_chunk", then_refreshed_elsewhere)
+    report = refresh_due_tokens()
+    outcomes = {o.name: o for o in report.outcomes}
+    assert outcomes["due-1"].result == sweep.SKIPPED
+    assert outcomes["due-0"].result == outcomes["due-2"].result == sweep.REFRESHED
+    assert len(token_endpoint.calls) == 2
+
+
+def test_a_secret_no_key_opens_needs_an_operator_for_its_token_alone(three_due):
+    from cryptography.fernet import Fernet
+
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"lost-refresh").decode()
+    token = OAuth2Token.objects.get(client__name="due-1")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE oauth2_integrator_oauth2token SET refresh_token = %s WHERE id = %s",
+            [foreign, token.pk],
+        )
+    report = refresh_due_tokens()
+    outcomes = {o.name: o for o in report.outcomes}
+    assert outcomes["due-1"].result == sweep.NEEDS_OPERATOR
+    assert "decrypt" in outcomes["due-1"].detail
+    assert outcomes["due-0"].result == outcomes["due-2"].result == sweep.REFRESHED
+
+
+def test_chunks_shrink_so_that_every_worker_has_tokens(monkeypatch):
+    taken: list[int] = []
+    monkeypatch.setattr(sweep, "_load_chunk", lambda pks: taken.append(len(pks)) or {})
+    monkeypatch.setattr(
+        sweep,
+        "_refresh_one_safely",
+        lambda name, account, **kw: sweep.RefreshOutcome(name, account, "skipped", ""),
+    )
+    items = [(f"c{n}", "", n) for n in range(30)]
+    sweep._run(items, force=False, workers=8, done=lambda outcome: None)
+    assert sum(taken) == 30
+    assert max(taken) <= 4  # 30 tokens over 8 workers: none takes 20
+
+
 # --- parallel runners, on PostgreSQL ------------------------------------------------
 
 CLIENTS = 6
