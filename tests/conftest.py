@@ -459,9 +459,9 @@ def _database_vendor() -> str:
 def pytest_report_header(config: pytest.Config) -> str:
     vendor = _database_vendor()
     if vendor == "postgresql":
-        return "database: PostgreSQL (row locks and concurrency tests run)"
+        return "database: PostgreSQL (the concurrency tests run)"
     return (
-        f"database: {vendor}: the tests marked `postgres` (row locks, concurrent "
+        f"database: {vendor}: the tests marked `postgres` (concurrent "
         "refreshes and logins, transaction isolation) are SKIPPED; `make test` runs "
         "them on PostgreSQL"
     )
@@ -476,7 +476,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if skipped and _database_vendor() != "postgresql":
         terminalreporter.write_sep(
             "=",
-            f"{len(skipped)} PostgreSQL-only tests (row locks, concurrency) were "
+            f"{len(skipped)} PostgreSQL-only tests (concurrency, its own errors) were "
             "skipped on this database: run `make test` for them",
             yellow=True,
         )

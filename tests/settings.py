@@ -1,8 +1,8 @@
 """Settings for the test suite.
 
-The suite runs on the machine's PostgreSQL by default (row locks are real there);
-``TEST_DATABASE_URL=sqlite:///:memory:`` runs it on SQLite, where the tests that
-need real row locks are skipped.
+The suite runs on the machine's PostgreSQL by default (concurrency across real
+connections is tested there); ``TEST_DATABASE_URL=sqlite:///:memory:`` runs it on
+SQLite, where the tests that need PostgreSQL are skipped.
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_four_workers_during_an_outage_make_one_call(
     make_client, make_token, still_valid
 ):
     if connection.vendor != "postgresql":
-        pytest.skip("row locks are only real on PostgreSQL")
+        pytest.skip("races real connections on PostgreSQL")
     import threading
 
     provider = RotatingProvider("stored-refresh-token-CCCC-2222-DDDD", delay=0.3)

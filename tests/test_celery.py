@@ -346,7 +346,7 @@ def test_two_workers_and_overlapping_ticks_call_the_provider_once(
     make_client: Any,
     make_token: Any,
 ):
-    """While one worker is inside the token endpoint (holding the row lock), the other
+    """While one worker is inside the token endpoint (holding the claim on the token row), the other
     worker takes the other tasks for the same token and finishes them without waiting
     for the lock and without calling the provider (a replayed refresh token would
     have been answered with invalid_grant); overlapping beat ticks change nothing."""

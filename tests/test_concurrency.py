@@ -1,7 +1,7 @@
 """Single-flight refresh on PostgreSQL: two workers, one expiring token, one refresh.
 
 A provider that rotates refresh tokens revokes the whole chain when a spent one is
-replayed, so the second worker must wait for the row lock and reuse the first
+replayed, so the second worker must wait for the claim and reuse the first
 worker's result instead of calling the token endpoint again.
 
 The token endpoint is tests/rotating_provider.py, a real HTTP server on 127.0.0.1,
@@ -34,7 +34,7 @@ pytestmark = [
 @pytest.fixture(autouse=True)
 def _needs_postgresql() -> None:
     if connection.vendor != "postgresql":
-        pytest.skip("row locks (select_for_update) are only real on PostgreSQL")
+        pytest.skip("races real connections on PostgreSQL")
 
 
 STORED_REFRESH = "stored-refresh-token-CCCC-2222-DDDD"
@@ -107,7 +107,7 @@ def test_four_workers_refresh_once(expired_token, token_server):
 
 
 def test_workers_with_a_still_valid_token_do_not_wait(expiring_token, token_server):
-    """Inside the margin, a worker that finds the row locked uses the current token
+    """Inside the margin, a worker that finds the row claimed uses the current token
     (still valid) instead of waiting; still exactly one refresh."""
     results = run_together(lambda: get_access_token("acme"), count=4)
     assert set(results) <= {

@@ -465,7 +465,7 @@ def test_disconnect_never_answers_500(revocable, operator_client, monkeypatch):
     assert any("unexpected RuntimeError" in m for m in shown)
 
 
-# --- a refresh racing a revocation (PostgreSQL row locks) ---------------------------
+# --- a refresh racing a revocation (PostgreSQL) ---------------------------
 
 
 @pytest.mark.postgres

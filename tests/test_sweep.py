@@ -376,7 +376,7 @@ CLIENTS = 6
 def providers(make_client, make_token) -> Iterator[list[RotatingProvider]]:
     """One rotating provider per client, each token idle (due)."""
     if connection.vendor != "postgresql":
-        pytest.skip("row locks are only real on PostgreSQL")
+        pytest.skip("races real connections on PostgreSQL")
     with contextlib.ExitStack() as stack:
         started = []
         for number in range(CLIENTS):
