@@ -55,6 +55,13 @@ def change_row_before_the_claim(monkeypatch: Any, **fields: Any) -> None:
 # --- on any database -----------------------------------------------------------
 
 
+def lock_wait(settings: Any, seconds: float) -> None:
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "LOCK_WAIT_TIMEOUT": seconds,
+    }
+
+
 def claimed_by_another(*, until: datetime.datetime) -> None:
     OAuth2Token.objects.update(
         refresh_claim="another-process", refresh_claimed_until=until
@@ -122,10 +129,7 @@ def test_a_valid_token_is_served_while_another_process_holds_the_claim(
 def test_an_expired_token_waits_for_a_live_claim_then_gives_up(
     expired, token_endpoint, settings
 ):
-    settings.OAUTH2_INTEGRATOR = {
-        **settings.OAUTH2_INTEGRATOR,
-        "LOCK_WAIT_TIMEOUT": 0.4,
-    }
+    lock_wait(settings, 0.4)
     claimed_by_another(until=in_seconds(60))
     started = time.monotonic()
     with pytest.raises(TokenRefreshError, match="LOCK_WAIT_TIMEOUT"):
@@ -354,10 +358,7 @@ def hold_the_claim(token_endpoint: Any) -> tuple[SlowEndpoint, threading.Thread,
 def test_a_waiter_with_a_valid_token_does_not_wait_for_the_claim(
     oauth_client, make_token, token_endpoint, _needs_postgresql, settings
 ):
-    settings.OAUTH2_INTEGRATOR = {
-        **settings.OAUTH2_INTEGRATOR,
-        "LOCK_WAIT_TIMEOUT": 5,
-    }
+    lock_wait(settings, 5)
     make_token(oauth_client, expires_at=in_seconds(120))  # inside the margin
     slow, thread, results = hold_the_claim(token_endpoint)
     try:
@@ -376,10 +377,7 @@ def test_a_waiter_with_a_valid_token_does_not_wait_for_the_claim(
 def test_a_waiter_with_an_expired_token_gives_up_after_the_bound(
     expired, token_endpoint, _needs_postgresql, settings
 ):
-    settings.OAUTH2_INTEGRATOR = {
-        **settings.OAUTH2_INTEGRATOR,
-        "LOCK_WAIT_TIMEOUT": 0.6,
-    }
+    lock_wait(settings, 0.6)
     slow, thread, results = hold_the_claim(token_endpoint)
     try:
         started = time.monotonic()
@@ -406,10 +404,7 @@ def test_a_waiter_with_an_expired_token_gives_up_after_the_bound(
 def test_a_waiter_with_an_expired_token_gets_the_result_within_the_bound(
     expired, token_endpoint, _needs_postgresql, settings
 ):
-    settings.OAUTH2_INTEGRATOR = {
-        **settings.OAUTH2_INTEGRATOR,
-        "LOCK_WAIT_TIMEOUT": 5,
-    }
+    lock_wait(settings, 5)
     slow, thread, _ = hold_the_claim(token_endpoint)
     box: list[Any] = []
 
