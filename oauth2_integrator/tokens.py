@@ -446,14 +446,17 @@ def _claim_lifetime() -> datetime.timedelta:
     """How long a claim protects a refresh in progress.
 
     Every call to the provider ends within ``TOKEN_REQUEST_DEADLINE`` (the
-    transport's watchdog) and a refresh makes at most two (the token request, and
-    an OpenID key set when the ID token names a new key); the rest is slack for the
-    database. A process that dies mid-refresh leaves its claim to run out: until
+    transport's watchdog) and a refresh makes at most three under the claim (an
+    OpenID Connect client with a cold cache fetches its discovery document and,
+    when that names no revocation endpoint, RFC 8414 metadata, then the token
+    request); the rest is slack for the database. A claim that ran out before the
+    answer is stored would let another process send the refresh token this one
+    already spent. A process that dies mid-refresh leaves its claim to run out: until
     then callers with a valid token keep it, and callers with an expired one wait
     ``LOCK_WAIT_TIMEOUT`` and get ``TokenRefreshError``.
     """
     return datetime.timedelta(
-        seconds=2 * float(app_settings.TOKEN_REQUEST_DEADLINE) + 30
+        seconds=3 * float(app_settings.TOKEN_REQUEST_DEADLINE) + 30
     )
 
 

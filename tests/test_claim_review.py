@@ -1,0 +1,85 @@
+"""Holes found reviewing the refresh claim (tokens._claim and its writers)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from django.core.cache import cache
+
+from oauth2_integrator import (
+    refresh_access_token,
+    tokens,
+)
+from oauth2_integrator.models import OAuth2Token
+
+from .conftest import in_seconds
+
+REFRESHED = {
+    "access_token": "refreshed-access-token-EEEE-3333",
+    "refresh_token": "rotated-refresh-token-IIII-7777",
+    "expires_in": 3600,
+}
+ISSUER = "https://id.example.test"
+
+
+def json_answer(body: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def test_the_claim_outlives_every_provider_call_an_oidc_refresh_makes(
+    make_client, make_token, token_endpoint, settings
+):
+    """An OpenID Connect refresh with a cold discovery cache fetches discovery and
+    RFC 8414 metadata (no revocation endpoint in discovery) before the token
+    request, all under the claim. If the claim runs out before the answer is
+    stored, another process takes it over and sends the refresh token this one
+    already spent."""
+    deadline = 40.0
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "TOKEN_REQUEST_DEADLINE": deadline,
+    }
+    cache.clear()
+    client = make_client(
+        provider="oidc",
+        issuer=ISSUER,
+        authorization_endpoint="",
+        token_endpoint="",
+        scope="",
+    )
+    make_token(client, expires_at=in_seconds(-60))
+    claimed: list[bool] = []
+
+    def answer(body: Any, status: int = 200) -> Any:
+        def callback(request: Any) -> tuple[int, dict[str, str], str]:
+            claimed.append(bool(OAuth2Token.objects.get().refresh_claim))
+            return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+        return callback
+
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/authorize",
+        "token_endpoint": f"{ISSUER}/token",
+        "jwks_uri": f"{ISSUER}/jwks",
+    }
+    token_endpoint.add_callback(
+        "GET", f"{ISSUER}/.well-known/openid-configuration", callback=answer(document)
+    )
+    token_endpoint.add_callback(
+        "GET",
+        f"{ISSUER}/.well-known/oauth-authorization-server",
+        callback=answer({}, 404),
+    )
+    token_endpoint.add_callback("POST", f"{ISSUER}/token", callback=answer(REFRESHED))
+    try:
+        assert refresh_access_token("acme") == REFRESHED["access_token"]
+    finally:
+        cache.clear()
+    calls_under_claim = sum(claimed)
+    assert calls_under_claim == 3
+    assert tokens._claim_lifetime() >= datetime.timedelta(
+        seconds=calls_under_claim * deadline
+    )
