@@ -32,15 +32,20 @@ __all__ = ["claim", "tell_operator"]
 
 def claim(token: OAuth2Token) -> bool:
     """Mark the token's current incident as told; True for the one caller that
-    did (a conditional UPDATE, so two runners never both tell)."""
+    did (a conditional UPDATE, so two runners never both tell).
+
+    ``updated_at`` moves too: a refresh that read the row before would otherwise
+    still claim it (``tokens._claim`` checks the version columns) and tell the
+    same incident again, or clear the mark on success."""
     now = timezone.now()
     claimed = (
         OAuth2Token.objects.filter(pk=token.pk)
         .filter(Q(incident_notified_at__isnull=True))
-        .update(incident_notified_at=now)
+        .update(incident_notified_at=now, updated_at=now)
     )
     if claimed:
         token.incident_notified_at = now
+        token.updated_at = now
     return bool(claimed)
 
 

@@ -6,15 +6,18 @@ import datetime
 import json
 from typing import Any
 
+import pytest
 from django.core.cache import cache
 
 from oauth2_integrator import (
+    AuthorizationRequired,
+    notifications,
     refresh_access_token,
     tokens,
 )
 from oauth2_integrator.models import OAuth2Token
 
-from .conftest import in_seconds
+from .conftest import TOKEN_URL, in_seconds
 
 REFRESHED = {
     "access_token": "refreshed-access-token-EEEE-3333",
@@ -83,3 +86,23 @@ def test_the_claim_outlives_every_provider_call_an_oidc_refresh_makes(
     assert tokens._claim_lifetime() >= datetime.timedelta(
         seconds=calls_under_claim * deadline
     )
+
+
+def test_an_incident_told_meanwhile_is_not_told_again(
+    expired, token_endpoint, monkeypatch, told
+):
+    """The sweep told the operator (notifications.claim) between this refresh's
+    read and its claim: the claim must see the row changed, or the refresh's
+    invalid_grant tells the same incident a second time."""
+    real_load = tokens._load
+
+    def load(name: str, account: str) -> Any:
+        client, token = real_load(name, account)
+        assert notifications.claim(OAuth2Token.objects.get(pk=token.pk))
+        return client, token
+
+    monkeypatch.setattr(tokens, "_load", load)
+    token_endpoint.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(AuthorizationRequired):
+        refresh_access_token("acme")
+    assert told == []
