@@ -11,13 +11,15 @@ from django.core.cache import cache
 
 from oauth2_integrator import (
     AuthorizationRequired,
+    TokenRefreshError,
     notifications,
     refresh_access_token,
     tokens,
 )
+from oauth2_integrator.flow import TokenSet
 from oauth2_integrator.models import OAuth2Token
 
-from .conftest import TOKEN_URL, in_seconds
+from .conftest import STORED_REFRESH_TOKEN, TOKEN_URL, in_seconds
 
 REFRESHED = {
     "access_token": "refreshed-access-token-EEEE-3333",
@@ -106,3 +108,32 @@ def test_an_incident_told_meanwhile_is_not_told_again(
     with pytest.raises(AuthorizationRequired):
         refresh_access_token("acme")
     assert told == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a login that keeps the stored refresh token drops a rotated one "
+    "spent meanwhile by a refresh in flight",
+)
+def test_a_login_without_refresh_token_during_a_refresh_keeps_no_spent_token(
+    expired, token_endpoint
+):
+    """A rotating provider spent the stored refresh token for the refresh in
+    flight; the login's answer has no refresh token, so the login keeps the stored
+    (spent) one and the refresh's new one is dropped: the next refresh replays a
+    spent token."""
+    from oauth2_integrator.tokens import store_token_set
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        client = OAuth2Token.objects.get().client
+        store_token_set(
+            client,
+            TokenSet(access_token="login-access-KKKK-9999", expires_in=3600),
+        )
+        return json_answer(REFRESHED)
+
+    token_endpoint.add_callback("POST", TOKEN_URL, callback=answer)
+    with pytest.raises(TokenRefreshError):  # the refresh's answer is dropped
+        refresh_access_token("acme")
+    row = OAuth2Token.objects.get()
+    assert row.refresh_token != STORED_REFRESH_TOKEN
