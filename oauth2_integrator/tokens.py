@@ -1175,7 +1175,14 @@ def store_token_set(
     ``invalid_grant`` the stored one is dead and is dropped. A new login replaces
     the scope (the client's requested scope when the response names none) and the
     rest of the old response (an old ``id_token`` must not survive).
+
+    A refresh in flight (its claim) may be spending the stored refresh token
+    right now, and the login drops its answer: a login that would keep the stored
+    one first waits for that refresh (at most ``LOCK_WAIT_TIMEOUT``) and, if it
+    is still running, does not keep a refresh token that may be spent.
     """
+    if token_set.refresh_token is None:
+        _wait_for_refresh_in_flight(client, account)
     with transaction.atomic():
         # Two logins finishing at once for a client without a token would both
         # insert one: the client row's lock makes the second update the first's.
@@ -1194,6 +1201,14 @@ def store_token_set(
             token = OAuth2Token(client=client, account=account, scope=client.scope)
         replaced = _stored_refresh_token(token)
         keep = token.pk is not None and token.status == TokenStatus.ACTIVE
+        if keep and token_set.refresh_token is None and _claimed_now(token):
+            keep = False
+            logger.warning(
+                "OAuth2 client %r was re-authorized while a refresh of its old token "
+                "was still running: the stored refresh token may be spent, so it is "
+                "not kept. Re-authorize again if the provider sends none.",
+                client.name,
+            )
         token.extra = {}
         token.provider_values = {}
         _apply(token, token_set, keep_refresh_token=keep)
@@ -1216,6 +1231,27 @@ def store_token_set(
 
         revoke_replaced_refresh_token(client, replaced, actor=actor)
     return token
+
+
+def _claimed_now(token: OAuth2Token) -> bool:
+    until = token.refresh_claimed_until
+    return bool(token.refresh_claim) and until is not None and until > timezone.now()
+
+
+def _wait_for_refresh_in_flight(client: OAuth2Client, account: str) -> None:
+    """Until the token's claim is released (or has run out), at most
+    ``LOCK_WAIT_TIMEOUT``; the secrets are not read (see ``store_token_set``)."""
+    deadline = time.monotonic() + float(app_settings.LOCK_WAIT_TIMEOUT)
+    pause = 0.02
+    rows = OAuth2Token.objects.filter(client=client, account=account).only(
+        "refresh_claim", "refresh_claimed_until"
+    )
+    while (token := rows.first()) is not None and _claimed_now(token):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.25)
 
 
 def _stored_refresh_token(token: OAuth2Token) -> str:

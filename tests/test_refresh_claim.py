@@ -422,3 +422,28 @@ def test_a_waiter_with_an_expired_token_gets_the_result_within_the_bound(
     thread.join(10)
     assert box == [REFRESHED["access_token"]]
     assert slow.calls == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_login_without_refresh_token_waits_for_a_refresh_in_flight(
+    expired, token_endpoint, _needs_postgresql, settings
+):
+    """The login keeps the refresh token the refresh in flight stored, not the one
+    that refresh spent."""
+    from oauth2_integrator.flow import TokenSet
+    from oauth2_integrator.tokens import store_token_set
+
+    lock_wait(settings, 5)
+    slow, thread, results = hold_the_claim(token_endpoint)
+    threading.Timer(0.3, slow.release.set).start()
+    store_token_set(
+        expired.client,
+        TokenSet(access_token="login-access-KKKK-9999", expires_in=3600),
+    )
+    thread.join(10)
+    assert results == [REFRESHED["access_token"]]
+    row = OAuth2Token.objects.get()
+    assert row.access_token == "login-access-KKKK-9999"
+    assert row.refresh_token == REFRESHED["refresh_token"]
+    assert row.refresh_claim == ""
