@@ -1069,6 +1069,18 @@ def _record_failure(
             description=exc.description,
             status=exc.status,
         )
+    elif _client_saved_since_read(client):
+        # The operator fixed the registration while this refresh, made with the
+        # client as it was read, was on its way: no hold-back, nobody to tell.
+        _write_failure(token, alias, message=str(exc), code=code)
+        failure = TokenRefreshError(
+            f"Refreshing OAuth2 client {client.name!r} failed: {exc} The client was "
+            "saved in the meantime; the next refresh uses the saved registration.",
+            client=client.name,
+            error=exc.error,
+            description=exc.description,
+            status=exc.status,
+        )
     else:
         delay = float(app_settings.PERMANENT_ERROR_RETRY_DELAY)
         told = _write_failure(
@@ -1085,6 +1097,14 @@ def _record_failure(
         )
     logger.warning("Refreshing OAuth2 client %r failed: %s", client.name, exc)
     return failure, told
+
+
+def _client_saved_since_read(client: OAuth2Client) -> bool:
+    """True when the client row was saved after ``client`` was read: asked only
+    after a refusal, so the refresh path pays nothing for it."""
+    return OAuth2Client.objects.filter(
+        pk=client.pk, updated_at__gt=client.updated_at
+    ).exists()
 
 
 def _record_unexpected(
