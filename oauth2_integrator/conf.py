@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     # Largest token endpoint answer read, in bytes, counted after decompression.
     "MAX_RESPONSE_BYTES": 1024 * 1024,
     # Wall-clock limit, in seconds, for one request to a token endpoint (connect,
-    # send, headers and body together); a refresh's claim on the token row outlives two of these (tokens._claim_lifetime).
+    # send, headers and body together); a refresh's claim on the token row outlives
+    # three of these (tokens._claim_lifetime).
     "TOKEN_REQUEST_DEADLINE": 20.0,
     # Seconds a get_access_token() whose token has expired waits for another
     # worker's refresh of it before raising TokenRefreshError (a caller whose
