@@ -1062,41 +1062,44 @@ def _record_failure(
             code=code,
             retry_after=getattr(exc, "retry_after", None),
         )
-        failure = TokenRefreshError(
-            f"Refreshing OAuth2 client {client.name!r} failed: {exc} {when}",
-            client=client.name,
-            error=exc.error,
-            description=exc.description,
-            status=exc.status,
-        )
+        failure = _refresh_failed(client, exc, when)
     elif _client_saved_since_read(client):
         # The operator fixed the registration while this refresh, made with the
         # client as it was read, was on its way: no hold-back, nobody to tell.
         _write_failure(token, alias, message=str(exc), code=code)
-        failure = TokenRefreshError(
-            f"Refreshing OAuth2 client {client.name!r} failed: {exc} The client was "
-            "saved in the meantime; the next refresh uses the saved registration.",
-            client=client.name,
-            error=exc.error,
-            description=exc.description,
-            status=exc.status,
+        failure = _refresh_failed(
+            client,
+            exc,
+            "The client was saved in the meantime; the next refresh uses the saved "
+            "registration.",
         )
     else:
         delay = float(app_settings.PERMANENT_ERROR_RETRY_DELAY)
         told = _write_failure(
             token, alias, message=str(exc), code=code, retry_after=delay, incident=True
         )
-        failure = TokenRefreshError(
-            f"Refreshing OAuth2 client {client.name!r} failed: {exc} The provider is "
-            f"not asked again for {delay:g} s unless the client registration is "
-            "changed in the Django admin or the client is re-authorized.",
-            client=client.name,
-            error=exc.error,
-            description=exc.description,
-            status=exc.status,
+        failure = _refresh_failed(
+            client,
+            exc,
+            f"The provider is not asked again for {delay:g} s unless the client "
+            "registration is changed in the Django admin or the client is "
+            "re-authorized.",
         )
     logger.warning("Refreshing OAuth2 client %r failed: %s", client.name, exc)
     return failure, told
+
+
+def _refresh_failed(
+    client: OAuth2Client, exc: TokenEndpointError, then: str
+) -> TokenRefreshError:
+    """The caller's error: what the provider said, then what happens next."""
+    return TokenRefreshError(
+        f"Refreshing OAuth2 client {client.name!r} failed: {exc} {then}",
+        client=client.name,
+        error=exc.error,
+        description=exc.description,
+        status=exc.status,
+    )
 
 
 def _client_saved_since_read(client: OAuth2Client) -> bool:
