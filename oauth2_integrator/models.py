@@ -289,6 +289,10 @@ class OAuth2Token(models.Model):
     several accounts per client later, without a rewrite.
     """
 
+    #: The encrypted columns: deferred wherever they are not needed, so that no
+    #: key is used (nor needed) to list, scan or describe tokens.
+    SECRET_FIELDS = ("access_token", "refresh_token", "extra")
+
     client = models.ForeignKey(
         OAuth2Client, on_delete=models.CASCADE, related_name="tokens"
     )

@@ -31,7 +31,6 @@ NEEDS_REAUTHORIZATION = "Needs re-authorization"
 DISABLED = "Disabled"
 DISCONNECTED = "Disconnected"
 
-_SECRET_FIELDS = ("access_token", "refresh_token", "extra")
 _MISSING: Any = object()
 
 
@@ -40,21 +39,22 @@ def client_queryset() -> QuerySet[OAuth2Client]:
     return OAuth2Client.objects.defer("client_secret").order_by("name")
 
 
-def token_queryset() -> QuerySet[OAuth2Token]:
-    """Current tokens (the default account) without decrypting anything.
+def without_secrets(rows: QuerySet[OAuth2Token]) -> QuerySet[OAuth2Token]:
+    """``rows`` with no secret decrypted, and ``has_refresh_token`` known anyway.
 
     ``has_refresh_token`` compares the raw column with "" (the field stores no
     ciphertext for an empty value), so no key is needed to know whether one exists.
     """
-    return (
-        OAuth2Token.objects.filter(account="")
-        .defer(*_SECRET_FIELDS)
-        .annotate(
-            has_refresh_token=ExpressionWrapper(
-                ~Q(refresh_token=""), output_field=BooleanField()
-            )
+    return rows.defer(*OAuth2Token.SECRET_FIELDS).annotate(
+        has_refresh_token=ExpressionWrapper(
+            ~Q(refresh_token=""), output_field=BooleanField()
         )
     )
+
+
+def token_queryset() -> QuerySet[OAuth2Token]:
+    """Current tokens (the default account) without decrypting anything."""
+    return without_secrets(OAuth2Token.objects.filter(account=""))
 
 
 def current_token(client: OAuth2Client) -> OAuth2Token | None:
@@ -99,7 +99,7 @@ def describe(
         connected = f"{who}, no expiry"
     elif token.expires_at > now:
         connected = f"{who}, expires in {_words(timeuntil(token.expires_at, now))}"
-    elif not _has_refresh_token(token):
+    elif not has_refresh_token(token):
         # get_access_token() cannot renew it: an operator must act.
         return NEEDS_REAUTHORIZATION
     else:
@@ -170,7 +170,7 @@ def renewal_problem(
     (``reauthorization_required``, one e-mail) before the connection dies.
     """
     now = now or timezone.now()
-    if _has_refresh_token(token):
+    if has_refresh_token(token):
         return refresh_token_ending(token, now=now)
     if token.expires_at is None or token.expires_at - now > REFRESH_TOKEN_WARNING:
         return ""
@@ -301,7 +301,8 @@ def rows(
     return result
 
 
-def _has_refresh_token(token: OAuth2Token) -> bool:
+def has_refresh_token(token: OAuth2Token) -> bool:
+    """From ``without_secrets``'s annotation when there is one (no decryption)."""
     annotated = getattr(token, "has_refresh_token", None)
     if annotated is not None:
         return bool(annotated)

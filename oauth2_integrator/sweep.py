@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import DatabaseError, connections
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import notifications, status, tokens
@@ -70,7 +70,6 @@ RESULTS = (REFRESHED, SKIPPED, HELD_BACK, FAILED, NEEDS_OPERATOR, DUE)
 #: seconds sooner than yesterday, still refreshes every day, not every other day.
 IDLE_SLACK = 3600.0
 
-_SECRET_COLUMNS = ("access_token", "refresh_token", "extra")
 _UNSET: Any = object()
 
 
@@ -139,13 +138,6 @@ def _idle_after(client: OAuth2Client, cache: dict[str, Any] | None = None) -> An
     return value
 
 
-def _has_refresh_token(token: OAuth2Token) -> bool:
-    annotated = getattr(token, "has_refresh_token", None)
-    if annotated is not None:
-        return bool(annotated)
-    return bool(token.refresh_token)
-
-
 def is_due(
     client: OAuth2Client,
     token: OAuth2Token,
@@ -161,7 +153,7 @@ def is_due(
     from its last refresh or, when there was none, from its authorization.
     """
     now = now or timezone.now()
-    if not _has_refresh_token(token):
+    if not status.has_refresh_token(token):
         if renews is None:
             renews = status.profile_renews(client)
         if not renews:
@@ -181,15 +173,12 @@ def is_due(
 def _candidates(client: str | None) -> QuerySet[OAuth2Token]:
     """Tokens of enabled clients, secrets not decrypted."""
     rows = (
-        OAuth2Token.objects.filter(client__enabled=True)
-        .exclude(status=TokenStatus.REVOKED)
-        .select_related("client")
-        .defer(*_SECRET_COLUMNS, "client__client_secret")
-        .annotate(
-            has_refresh_token=ExpressionWrapper(
-                ~Q(refresh_token=""), output_field=BooleanField()
-            )
+        status.without_secrets(
+            OAuth2Token.objects.filter(client__enabled=True)
+            .exclude(status=TokenStatus.REVOKED)
+            .select_related("client")
         )
+        .defer("client__client_secret")
         .order_by("client__name", "account")
     )
     if client is not None:
@@ -221,7 +210,7 @@ def _scan(
         if owner.provider not in renews_by_provider:
             renews_by_provider[owner.provider] = status.profile_renews(owner)
         renews = renews_by_provider[owner.provider]
-        can = renews or _has_refresh_token(token)
+        can = renews or status.has_refresh_token(token)
         if can and force:
             yield token, DUE, "forced"
             continue

@@ -72,9 +72,6 @@ TOKEN_ENDPOINT_VALUE = "token_endpoint"  # noqa: S105 (a key name)
 
 T = TypeVar("T")
 
-#: Encrypted token columns, which a new login overwrites without reading.
-_SECRET_COLUMNS = ("access_token", "refresh_token", "extra")
-
 #: ``last_error_code`` when the refreshed token could only be saved in part.
 STORAGE_ERROR = "storage_error"
 
@@ -1216,7 +1213,7 @@ def store_token_set(
         # no configured key opens any more. Saving writes only what is assigned.
         token = (
             OAuth2Token.objects.select_for_update()
-            .defer(*_SECRET_COLUMNS)
+            .defer(*OAuth2Token.SECRET_FIELDS)
             .filter(client=client, account=account)
             .first()
         )
