@@ -457,18 +457,24 @@ def _claim_lifetime() -> datetime.timedelta:
     )
 
 
+#: The columns every writer that matters changes (a refresh, a login, a recorded
+#: failure or back-off, a told incident): a row with the same values is the row as
+#: it was read.
+_VERSION = ("updated_at", "obtained_at", "refreshed_at", "next_attempt_at")
+
+
 def _build_claim(alias: str, key: Any) -> tuple[QuerySet[OAuth2Token], list[str]]:
-    """The claim's UPDATE: only on the row as it was read (every writer that matters
-    changes one of these columns: a refresh, a login, a recorded failure or
-    back-off) and only when nobody holds a live claim."""
-    active_only, never_refreshed, no_next_attempt = key
+    """The claim's UPDATE: only on the row as it was read, and only when nobody
+    holds a live claim. SQL's NULL equals nothing, so a version column without a
+    value is matched with ``IS NULL`` (``key`` says which)."""
+    active_only, empty = key
     slot = prepared.slot
     rows = OAuth2Token.objects.using(alias).filter(
         pk=slot(f"where:{_PK}"),
-        updated_at=slot("where:updated_at"),
-        obtained_at=slot("where:obtained_at"),
-        refreshed_at=None if never_refreshed else slot("where:refreshed_at"),
-        next_attempt_at=None if no_next_attempt else slot("where:next_attempt_at"),
+        **{
+            column: None if null else slot(f"where:{column}")
+            for column, null in zip(_VERSION, empty, strict=True)
+        },
     )
     rows = rows.filter(
         Q(refresh_claim="")
@@ -483,13 +489,8 @@ _PK = OAuth2Token._meta.pk.name if OAuth2Token._meta.pk else "id"
 _CLAIM = prepared.Update(OAuth2Token, _build_claim)
 
 
-def _same_version(a: OAuth2Token, b: OAuth2Token) -> bool:
-    return (a.updated_at, a.obtained_at, a.refreshed_at, a.next_attempt_at) == (
-        b.updated_at,
-        b.obtained_at,
-        b.refreshed_at,
-        b.next_attempt_at,
-    )
+def _version(token: OAuth2Token) -> tuple[Any, ...]:
+    return tuple(getattr(token, column) for column in _VERSION)
 
 
 def _claim(
@@ -529,19 +530,17 @@ def _claim(
         now = timezone.now()
         claim = secrets.token_hex(8)
         until = now + _claim_lifetime()
+        version = _version(seen)
         taken = _CLAIM.run(
             alias,
             {
                 f"where:{_PK}": seen.pk,
-                "where:updated_at": seen.updated_at,
-                "where:obtained_at": seen.obtained_at,
-                "where:refreshed_at": seen.refreshed_at,
-                "where:next_attempt_at": seen.next_attempt_at,
+                **{f"where:{c}": v for c, v in zip(_VERSION, version, strict=True)},
                 "where:refresh_claimed_until": now,
                 "refresh_claim": claim,
                 "refresh_claimed_until": until,
             },
-            key=(active_only, seen.refreshed_at is None, seen.next_attempt_at is None),
+            key=(active_only, tuple(value is None for value in version)),
         )
         if taken:
             seen.refresh_claim, seen.refresh_claimed_until = claim, until
@@ -553,7 +552,7 @@ def _claim(
                 "press Re-authorize on its page in the Django admin.",
                 client=name,
             )
-        if not _same_version(current, seen):
+        if _version(current) != version:
             if not follow:
                 return current
             current.client = seen.client
