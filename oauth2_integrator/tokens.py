@@ -493,6 +493,30 @@ def _version(token: OAuth2Token) -> tuple[Any, ...]:
     return tuple(getattr(token, column) for column in _VERSION)
 
 
+def _claimed_now(token: OAuth2Token) -> bool:
+    """Another process holds a live claim on the row (as read into ``token``)."""
+    until = token.refresh_claimed_until
+    return bool(token.refresh_claim) and until is not None and until > timezone.now()
+
+
+class _Patience:
+    """Short sleeps, 20 ms doubling to 250 ms, until ``wait`` seconds have passed:
+    for waiting on another process's claim without hammering the database."""
+
+    def __init__(self, wait: float) -> None:
+        self._deadline = time.monotonic() + max(0.0, wait)
+        self._pause = 0.02
+
+    def sleep(self) -> bool:
+        """Sleep a little; False (without sleeping) once the time is up."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(self._pause, remaining))
+        self._pause = min(self._pause * 2, 0.25)
+        return True
+
+
 def _claim(
     seen: OAuth2Token,
     alias: str,
@@ -522,8 +546,7 @@ def _claim(
     when another process holds the claim and ``wait`` is 0, and
     ``TokenRefreshError`` when it holds it longer than ``wait`` seconds.
     """
-    deadline = time.monotonic() + max(0.0, wait)
-    pause = 0.02
+    patience = _Patience(wait)
     races = 0
     rows = OAuth2Token.objects.using(alias)
     while True:
@@ -558,15 +581,10 @@ def _claim(
             current.client = seen.client
             seen = current
             continue
-        held = bool(current.refresh_claim) and (
-            current.refresh_claimed_until is None
-            or current.refresh_claimed_until >= timezone.now()
-        )
-        if not held and races < 3:
+        if not _claimed_now(current) and races < 3:
             races += 1  # released between the UPDATE and the read: try again
             continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if not patience.sleep():
             if wait <= 0:
                 raise _RefreshInProgress(
                     f"Another worker is refreshing the token of OAuth2 client {name!r} "
@@ -580,8 +598,6 @@ def _claim(
                 "within TOKEN_REQUEST_DEADLINE.",
                 client=name,
             )
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.25)
 
 
 _RELEASE = prepared.Update(
@@ -1252,25 +1268,16 @@ def store_token_set(
     return token
 
 
-def _claimed_now(token: OAuth2Token) -> bool:
-    until = token.refresh_claimed_until
-    return bool(token.refresh_claim) and until is not None and until > timezone.now()
-
-
 def _wait_for_refresh_in_flight(client: OAuth2Client, account: str) -> None:
     """Until the token's claim is released (or has run out), at most
     ``LOCK_WAIT_TIMEOUT``; the secrets are not read (see ``store_token_set``)."""
-    deadline = time.monotonic() + float(app_settings.LOCK_WAIT_TIMEOUT)
-    pause = 0.02
+    patience = _Patience(float(app_settings.LOCK_WAIT_TIMEOUT))
     rows = OAuth2Token.objects.filter(client=client, account=account).only(
         "refresh_claim", "refresh_claimed_until"
     )
     while (token := rows.first()) is not None and _claimed_now(token):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if not patience.sleep():
             return
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.25)
 
 
 def _stored_refresh_token(token: OAuth2Token) -> str:
