@@ -9,54 +9,21 @@ in a thread).
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from _endpoint import Server, TokenEndpoint
 from _scratch import scratch_postgres, setup_django
 
 ROUNDS = 7
-BODY = json.dumps(
-    {
-        "access_token": "a" * 180,
-        "refresh_token": "r" * 60,
-        "token_type": "Bearer",
-        "expires_in": 3600,
-    }
-).encode()
-
-
-class TokenEndpoint(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    # One segment per answer (headers and body buffered), no Nagle: otherwise a
-    # delayed ACK adds 40 ms to every request, for both sides alike.
-    wbufsize = 65536
-    disable_nagle_algorithm = True
-    #: Seconds before each answer: 0 for the target's local endpoint, 0.02 for the
-    #: second measurement (a provider in the same region).
-    latency = 0.0
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.latency:
-            time.sleep(self.latency)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    server = Server()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    url = server.url
     with scratch_postgres() as database:
         setup_django(database)
         import requests

@@ -14,52 +14,23 @@ Run on demand: ``.venv/bin/python benchmarks/bench_sweep.py [tokens] [big]``
 from __future__ import annotations
 
 import datetime
-import json
 import multiprocessing
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from _endpoint import Server, TokenEndpoint
 from _scratch import scratch_postgres, setup_django
 
 LATENCY = 0.020
 ROUNDS = 2
-BODY = json.dumps(
-    {"access_token": "a" * 180, "refresh_token": "r" * 60, "expires_in": 3600}
-).encode()
-
-
-class SlowTokenEndpoint(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536
-    disable_nagle_algorithm = True
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(LATENCY)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    # A thread per kept-alive connection: any number of workers is served at once.
-    daemon_threads = True
-    request_queue_size = 128
 
 
 def serve(port: Connection, latency: float) -> None:
     """The endpoint's process: sends its port back, then serves until killed."""
-    global LATENCY
-    LATENCY = latency
-    server = Server(("127.0.0.1", 0), SlowTokenEndpoint)
+    TokenEndpoint.latency = latency
+    server = Server()
     port.send(server.server_address[1])
     port.close()
     server.serve_forever()
