@@ -25,7 +25,7 @@ from oauth2_integrator import flow, transport
 from oauth2_integrator.exceptions import TokenEndpointError
 
 from .conftest import TOKEN_URL
-from .raw_http import read_request
+from .raw_http import Listener, read_request
 
 TOKEN = {
     "access_token": "served-access-token-0123456789",
@@ -37,7 +37,7 @@ TOKEN_BYTES = json.dumps(TOKEN).encode()
 Respond = Callable[[socket.socket, threading.Event], None]
 
 
-class RawServer:
+class RawServer(Listener):
     """A TCP server on 127.0.0.1 that answers every request with ``respond``.
 
     ``respond`` writes raw bytes to the connection (status line, headers, body),
@@ -47,23 +47,9 @@ class RawServer:
     def __init__(self, respond: Respond) -> None:
         self.respond = respond
         self.requests: list[bytes] = []
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/oauth/token"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
             try:
@@ -72,11 +58,6 @@ class RawServer:
                 self.respond(conn, self.stop)
             except OSError:
                 pass  # the client hung up: that is what several tests want
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.listener.close()
 
 
 @pytest.fixture

@@ -16,35 +16,20 @@ import pytest
 from oauth2_integrator import flow, transport
 from oauth2_integrator.exceptions import TokenEndpointError
 
-from .raw_http import read_request
+from .raw_http import Listener, read_request
 from .test_transport import TOKEN_BYTES, drip, head
 
 
-class KeepAliveServer:
+class KeepAliveServer(Listener):
     """Answers requests on kept-alive connections, one behaviour per request
     number; counts the TCP connections it accepted."""
 
     def __init__(self, behaviours: list[str]) -> None:
         self.behaviours = behaviours
         self.served = 0
-        self.connections = 0
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/oauth/token"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(8)
             buffer = b""
@@ -88,11 +73,6 @@ class KeepAliveServer:
                 )
                 + b" " * 5000
             )
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.listener.close()
 
 
 @pytest.fixture
