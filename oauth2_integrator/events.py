@@ -1,8 +1,9 @@
 """The audit trail: what happened to each client and its token, by whom, and how it went.
 
-Events are written by signal receivers (connected in ``apps.ready``) and by the
+Events are written by signal receivers (connected in ``apps.ready``), by the
 code that acts for an operator (``revocation.revoke``, the admin, the key
-rotation). A plain read of a token writes nothing: ``get_access_token`` sends no
+rotation), and by the refresh itself, in the statement that stores the new token
+(``refreshed_event``). A plain read of a token writes nothing: ``get_access_token`` sends no
 signal, so the hot path stays one query.
 
 An event must never cost the caller anything it asked for: a failure to write one
@@ -34,7 +35,13 @@ from .models import EventKind, EventOutcome, OAuth2Client, OAuth2Event
 
 logger = logging.getLogger("oauth2_integrator")
 
-__all__ = ["connect_receivers", "prune_events", "record"]
+__all__ = [
+    "connect_receivers",
+    "maybe_prune",
+    "prune_events",
+    "record",
+    "refreshed_event",
+]
 
 #: ``detail`` column size.
 DETAIL_LIMIT = 500
@@ -118,7 +125,7 @@ def record(
             type(exc).__name__,
         )
         return None
-    _maybe_prune()
+    maybe_prune()
     return event
 
 
@@ -135,7 +142,7 @@ def prune_events(*, now: datetime.datetime | None = None) -> int:
     return deleted
 
 
-def _maybe_prune() -> None:
+def maybe_prune() -> None:
     """Prune at most once per ``PRUNE_INTERVAL`` per process, so a site that runs
     no cron job still keeps its trail bounded; never fails the caller."""
     global _last_prune
@@ -170,23 +177,19 @@ def _on_token_obtained(
     record(client, EventKind.AUTHORIZED, actor=actor, detail=detail)
 
 
-def _on_token_refreshed(
-    sender: Any,
-    *,
-    client: OAuth2Client,
-    token: Any,
-    scope_narrowed: list[str] | None = None,
-    **kwargs: Any,
-) -> None:
+def refreshed_event(client: OAuth2Client, scope_narrowed: list[str]) -> OAuth2Event:
+    """The event of a refresh, not saved: the refresh writes it with the new token,
+    in the same statement (``tokens._save_refreshed``), so the trail holds a
+    refresh exactly when the token does, at no extra round trip."""
     detail = "Refreshed the access token."
     if scope_narrowed:
         detail += f" The provider no longer grants: {', '.join(scope_narrowed)}."
-    record(
-        client,
-        EventKind.REFRESHED,
-        actor=kwargs.get("actor"),
-        detail=detail,
-        detached=True,
+    return OAuth2Event(
+        client=client,
+        kind=EventKind.REFRESHED,
+        outcome=EventOutcome.OK,
+        detail=_words(detail),
+        created_at=timezone.now(),
     )
 
 
@@ -299,9 +302,6 @@ def connect_receivers() -> None:
     """Connect the receivers (``apps.ready``); idempotent (dispatch uids)."""
     signals.token_obtained.connect(
         _on_token_obtained, dispatch_uid="oauth2_integrator.events.obtained"
-    )
-    signals.token_refreshed.connect(
-        _on_token_refreshed, dispatch_uid="oauth2_integrator.events.refreshed"
     )
     signals.token_refresh_failed.connect(
         _on_token_refresh_failed, dispatch_uid="oauth2_integrator.events.failed"

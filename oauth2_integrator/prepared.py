@@ -128,7 +128,19 @@ class Update:
             prepared.append((position, name, field, where))
         return sql, list(params), prepared
 
-    def run(self, alias: str, values: dict[str, Any], key: Hashable = None) -> int:
+    def run(
+        self,
+        alias: str,
+        values: dict[str, Any],
+        key: Hashable = None,
+        *,
+        and_insert: Model | None = None,
+    ) -> int:
+        """``and_insert``: a new row (an audit event) written only when the update
+        changed a row, and atomically with it: nothing is recorded that did not
+        happen, and nothing happens unrecorded. On PostgreSQL that is one
+        statement (``_insert_if_changed``), so it costs no further round trip or
+        commit; elsewhere both run in one transaction."""
         sql, params, slots = self._compiled.get(
             alias, key, lambda: self._compile(alias, key)
         )
@@ -141,9 +153,42 @@ class Update:
                 if where
                 else field.get_db_prep_save(value, connection)
             )
+        if and_insert is not None and connection.vendor == "postgresql":
+            insert_sql, insert_params = _insert_if_changed(and_insert, connection)
+            sql = f"WITH changed AS ({sql} RETURNING 1) {insert_sql}"
+            params.extend(insert_params)
+        elif and_insert is not None:
+            with transaction.atomic(using=alias):
+                changed = self.run(alias, values, key)
+                if changed:
+                    and_insert.save(using=alias, force_insert=True)
+                return changed
         with (
             transaction.mark_for_rollback_on_error(using=alias),  # as QuerySet.update
             connection.cursor() as cursor,
         ):
             cursor.execute(sql, params)
             return int(cursor.rowcount)
+
+
+def _insert_if_changed(row: Model, connection: Any) -> tuple[str, list[Any]]:
+    """``INSERT ... SELECT ... FROM changed``: ``row`` once per changed row (the
+    ``changed`` of the enclosing ``WITH``), its values prepared as ``save()`` would.
+
+    PostgreSQL types the SELECT's parameters by the columns they go into, as it
+    does for VALUES, with client- and server-side binding alike: no casts (a cast
+    to ``varchar(n)`` would cut a long string silently; the column refuses it).
+    """
+    meta = row._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    columns = ", ".join(quote(field.column) for field in fields)
+    params = [
+        field.get_db_prep_save(field.pre_save(row, True), connection)
+        for field in fields
+    ]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (quoted names)
+        f"SELECT {', '.join(['%s'] * len(fields))} FROM changed"
+    )
+    return sql, params

@@ -45,7 +45,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import cache, flow, notifications, prepared, providers, signals, status
+from . import cache, events, flow, notifications, prepared, providers, signals, status
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -55,7 +55,7 @@ from .exceptions import (
     TokenRefreshError,
 )
 from .masking import mask
-from .models import OAuth2Client, OAuth2Token, TokenStatus
+from .models import OAuth2Client, OAuth2Event, OAuth2Token, TokenStatus
 
 logger = logging.getLogger("oauth2_integrator")
 
@@ -649,12 +649,19 @@ def _build_store(alias: str, fields: Any) -> tuple[QuerySet[OAuth2Token], list[s
 _STORE = prepared.Update(OAuth2Token, _build_store)
 
 
-def _store_claimed(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
+def _store_claimed(
+    token: OAuth2Token,
+    alias: str,
+    fields: list[str],
+    *,
+    event: OAuth2Event | None = None,
+) -> bool:
     """Write ``fields`` of the claimed row and release the claim, in one UPDATE.
 
     Only while the claim is still ours and the token active: a login, a
     Disconnect or a moved token endpoint meanwhile wins, and so does a process that
     took over a claim this one outlived. False when nothing was written.
+    ``event`` is written with the row, only if the row is (``prepared.Update``).
     """
     now = timezone.now()
     values = {field: getattr(token, field) for field in fields}
@@ -667,7 +674,7 @@ def _store_claimed(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
             "refresh_claimed_until": None,
         }
     )
-    written = _STORE.run(alias, values, key=tuple(fields))
+    written = _STORE.run(alias, values, key=tuple(fields), and_insert=event)
     if written:
         token.updated_at = now
         token.refresh_claim, token.refresh_claimed_until = "", None
@@ -827,7 +834,7 @@ def _refresh_claimed(client: OAuth2Client, token: OAuth2Token, alias: str) -> _O
         # Still ending (a refresh token whose known lifetime runs out): the
         # operator was told about this incident already.
         token.incident_notified_at = told_at
-    _save_refreshed(client, token, alias)
+    _save_refreshed(client, token, alias, events.refreshed_event(client, dropped))
     if dropped:
         logger.warning(
             "The provider narrowed the scope of OAuth2 client %r on refresh: it no "
@@ -884,23 +891,33 @@ _ESSENTIAL_FIELDS = [
 ]
 
 
-def _save_refreshed(client: OAuth2Client, token: OAuth2Token, alias: str) -> None:
-    """Save a refreshed token; if the whole row cannot be stored, save what matters.
+def _save_refreshed(
+    client: OAuth2Client, token: OAuth2Token, alias: str, event: OAuth2Event
+) -> None:
+    """Save a refreshed token with its event; if the whole row cannot be stored,
+    save what matters.
 
     The provider has already spent the old refresh token: losing its answer to a
     provider string that does not fit a column would leave the spent one behind.
     The encrypted columns and the expiry always fit, so they are saved alone and
-    the problem is recorded.
+    the problem is recorded; the event then follows on its own (``events.record``
+    never fails the caller), so it cannot cost the token either.
     """
     try:
         with _one_statement(alias):
-            stored = _store_claimed(token, alias, _REFRESHED_FIELDS)
+            stored = _store_claimed(token, alias, _REFRESHED_FIELDS, event=event)
     except DatabaseError as exc:
         problem: DatabaseError | None = exc
     else:
         problem = None
     if problem is not None:
         stored = _save_essentials(client, token, alias, problem)
+        if stored:
+            events.record(
+                client, event.kind, outcome=event.outcome, detail=event.detail
+            )
+    elif stored:
+        events.maybe_prune()  # as ``events.record`` does after each event
     if not stored:
         logger.error(
             "The refreshed token of OAuth2 client %r was not stored: the token was "

@@ -7,11 +7,11 @@ import datetime
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DataError, IntegrityError, connection
 from django.utils import timezone
 
 from oauth2_integrator import prepared, tokens
-from oauth2_integrator.models import OAuth2Client, OAuth2Token
+from oauth2_integrator.models import OAuth2Client, OAuth2Event, OAuth2Token
 
 from .conftest import STORED_ACCESS_TOKEN, STORED_REFRESH_TOKEN
 
@@ -112,3 +112,91 @@ def test_a_claim_matches_a_row_whose_version_columns_are_empty(
     claimed = tokens._claim(token, "default", name="acme", wait=0)
     assert claimed.refresh_claim
     assert OAuth2Token.objects.get().refresh_claim == claimed.refresh_claim
+
+
+def _scope_update() -> prepared.Update:
+    return prepared.Update(
+        OAuth2Token,
+        lambda alias, key: (
+            OAuth2Token.objects.using(alias).filter(pk=prepared.slot("where:id")),
+            ["scope"],
+        ),
+    )
+
+
+def _event_columns(pk: int) -> tuple[Any, ...]:
+    return tuple(
+        OAuth2Event.objects.filter(pk=pk)
+        .values_list("client_id", "kind", "actor_id", "actor_name", "outcome")
+        .get()
+    )
+
+
+def test_a_row_is_inserted_with_an_update_only_when_the_update_changes_a_row(
+    oauth_client, make_token
+):
+    token = make_token(oauth_client)
+    update = _scope_update()
+    moment = timezone.now() - datetime.timedelta(minutes=3)
+    event = OAuth2Event(
+        client=oauth_client, kind="refreshed", detail="with it", created_at=moment
+    )
+    assert (
+        update.run("default", {"where:id": token.pk, "scope": "a b"}, and_insert=event)
+        == 1
+    )
+    (written,) = OAuth2Event.objects.filter(detail="with it")
+    # As save() would write it: the empty actor is NULL, the default outcome kept.
+    assert _event_columns(written.pk) == (oauth_client.pk, "refreshed", None, "", "ok")
+    assert written.created_at == moment
+    assert OAuth2Token.objects.get().scope == "a b"
+
+    missed = OAuth2Event(client=oauth_client, kind="refreshed", detail="without")
+    values = {"where:id": token.pk + 1000, "scope": "c"}
+    assert update.run("default", values, and_insert=missed) == 0
+    assert not OAuth2Event.objects.filter(detail="without").exists()
+
+
+def test_an_installation_event_needs_no_client(oauth_client, make_token):
+    """Every empty column (no client, no actor) is written as its type's NULL."""
+    token = make_token(oauth_client)
+    event = OAuth2Event(client=None, kind="keys_rotated", detail="whole site")
+    assert (
+        _scope_update().run(
+            "default", {"where:id": token.pk, "scope": "x"}, and_insert=event
+        )
+        == 1
+    )
+    (written,) = OAuth2Event.objects.filter(detail="whole site")
+    assert (written.client_id, written.actor_id) == (None, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_update_is_undone_when_its_row_cannot_be_inserted(make_client, make_token):
+    """One change: an event that cannot be written takes the update with it (a
+    foreign key to a client that does not exist fails at the commit)."""
+    client = make_client()
+    token = make_token(client, scope="before")
+    orphan = OAuth2Event(client_id=client.pk + 1000, kind="refreshed", detail="orphan")
+    with pytest.raises(IntegrityError):
+        _scope_update().run(
+            "default", {"where:id": token.pk, "scope": "after"}, and_insert=orphan
+        )
+    assert OAuth2Token.objects.get().scope == "before"
+    assert not OAuth2Event.objects.filter(detail="orphan").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_value_too_long_for_its_column_is_refused_not_cut(make_client, make_token):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not enforce a column's length")
+    client = make_client()
+    token = make_token(client, scope="before")
+    long_detail = OAuth2Event(client=client, kind="refreshed", detail="d" * 501)
+    with pytest.raises(DataError):
+        _scope_update().run(
+            "default", {"where:id": token.pk, "scope": "after"}, and_insert=long_detail
+        )
+    assert OAuth2Token.objects.get().scope == "before"
+    assert not OAuth2Event.objects.filter(kind="refreshed").exists()

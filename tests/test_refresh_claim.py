@@ -312,7 +312,9 @@ def test_no_transaction_stays_open_while_the_provider_answers(
         assert refresh_access_token("acme") == REFRESHED["access_token"]
     assert states == ["idle"]  # not "idle in transaction"
     statements = [q["sql"].split()[0] for q in captured]
-    assert statements == ["SELECT", "UPDATE", "UPDATE", "INSERT"]
+    # The read, the claim, and the store with its event in one statement.
+    assert statements == ["SELECT", "UPDATE", "WITH"]
+    assert "UPDATE" in captured[2]["sql"] and "INSERT" in captured[2]["sql"]
     assert not any("FOR UPDATE" in q["sql"] for q in captured)
 
 

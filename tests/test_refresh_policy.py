@@ -351,10 +351,10 @@ def refuse_the_full_row(monkeypatch: Any, error: Exception) -> None:
     would store the value; the PostgreSQL test above gets a real DataError)."""
     real_store = tokens._store_claimed
 
-    def store(token: OAuth2Token, alias: str, fields: list[str]) -> bool:
+    def store(token: OAuth2Token, alias: str, fields: list[str], **kw: Any) -> bool:
         if fields is tokens._REFRESHED_FIELDS:
             raise error
-        return real_store(token, alias, fields)
+        return real_store(token, alias, fields, **kw)
 
     monkeypatch.setattr(tokens, "_store_claimed", store)
 
