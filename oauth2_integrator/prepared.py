@@ -73,21 +73,36 @@ class Select:
         converters = compiler.get_converters(columns)
         return sql, list(params), _slots(params), compiler, converters
 
+    def _compiled_for(self, alias: str, key: Hashable) -> tuple[Any, ...]:
+        return self._compiled.get(alias, key, lambda: self._compile(alias, key))
+
     def first(
         self, alias: str, values: dict[str, Any], key: Hashable = None
     ) -> tuple[Any, ...] | None:
         """The first row, or None."""
-        sql, params, slots, compiler, converters = self._compiled.get(
-            alias, key, lambda: self._compile(alias, key)
-        )
+        sql, params, slots = self._compiled_for(alias, key)[:3]
         params = list(params)
         for position, name in slots:
             params[position] = values[name]
         with connections[alias].cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.convert(alias, row, key)
+
+    def columns(self, alias: str, key: Hashable = None) -> str:
+        """The selected columns as SQL (``"table"."column", ...``): another
+        statement that returns them (an ``UPDATE ... RETURNING``) gives rows that
+        ``convert`` reads as this query's own."""
+        compiler = self._compiled_for(alias, key)[3]
+        return ", ".join(
+            sql for _, (sql, _), _ in compiler.select[: compiler.col_count]
+        )
+
+    def convert(
+        self, alias: str, row: Sequence[Any], key: Hashable = None
+    ) -> tuple[Any, ...]:
+        """A raw row of these columns, with the columns' converters applied."""
+        compiler, converters = self._compiled_for(alias, key)[3:]
         if converters:
             row = next(iter(compiler.apply_converters([row], converters)))
         return tuple(row)

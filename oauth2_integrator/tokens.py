@@ -158,12 +158,79 @@ def _read_token(name: str, account: str) -> OAuth2Token | None:
     """The token with its client, as ``select_related("client")`` would build them."""
     alias = router.db_for_read(OAuth2Token)
     row = _FULL_READ.first(alias, {"name": name, "account": account})
-    if row is None:
-        return None
+    return None if row is None else _token_from_row(alias, row)
+
+
+def _token_from_row(alias: str, row: tuple[Any, ...]) -> OAuth2Token:
+    """The token and its client from a converted row of ``_FULL_READ``'s columns."""
     split = len(_TOKEN_COLUMNS)
     token = OAuth2Token.from_db(alias, _TOKEN_COLUMNS, row[:split])
     token.client = OAuth2Client.from_db(alias, _CLIENT_COLUMNS, row[split:])
     return token
+
+
+_CLAIMED_READ_SQL: dict[str, str] = {}
+
+
+def _claimed_read_sql(alias: str) -> str:
+    """PostgreSQL's ``UPDATE ... FROM ... RETURNING``: claims the token of a client
+    name and account when a refresh can start right away, and returns the row
+    with its client (``_FULL_READ``'s columns)."""
+    sql = _CLAIMED_READ_SQL.get(alias)
+    if sql is not None:
+        return sql
+    quote = connections[alias].ops.quote_name
+    token, client = OAuth2Token._meta, OAuth2Client._meta
+
+    def column(meta: Any, name: str, *, table: bool = True) -> str:
+        name = quote(meta.get_field(name).column)
+        return f"{quote(meta.db_table)}.{name}" if table else name
+
+    def t(name: str) -> str:
+        return column(token, name)
+
+    sql = _CLAIMED_READ_SQL[alias] = (
+        f"UPDATE {quote(token.db_table)} "  # noqa: S608 (quoted names)
+        f"SET {column(token, 'refresh_claim', table=False)} = %s, "
+        f"{column(token, 'refresh_claimed_until', table=False)} = %s "
+        f"FROM {quote(client.db_table)} "
+        f"WHERE {t('client')} = {column(client, 'id')} "
+        f"AND {column(client, 'name')} = %s AND {t('account')} = %s "
+        f"AND {column(client, 'enabled')} AND {t('status')} = %s "
+        f"AND {t('refresh_token')} <> '' "
+        f"AND ({t('refresh_claim')} = '' OR {t('refresh_claimed_until')} < %s) "
+        f"AND ({t('next_attempt_at')} IS NULL OR {t('next_attempt_at')} <= %s) "
+        f"RETURNING {_FULL_READ.columns(alias)}"
+    )
+    return sql
+
+
+def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
+    """The token with its client, already claimed for a refresh: ``_read_token``
+    and ``_claim`` in one round trip instead of two, for the common case (an
+    active token with a refresh token, its client enabled, nobody refreshing it,
+    no back-off or hold-back pending).
+
+    None whenever that is not so, on databases without ``UPDATE ... RETURNING``
+    and inside a caller's transaction (where the claim must commit on the
+    refresh's own connection): the caller then reads and decides as before, which
+    also says why a token cannot be refreshed.
+    """
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or _in_caller_transaction(connection):
+        return None
+    now = timezone.now()
+    claim = secrets.token_hex(8)
+    until = now + _claim_lifetime()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claimed_read_sql(alias),
+            [claim, until, name, account, TokenStatus.ACTIVE.value, now, now],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _token_from_row(alias, _FULL_READ.convert(alias, row))
 
 
 def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
@@ -192,6 +259,18 @@ def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
             client=name,
         )
     return client, token
+
+
+def _load_for_refresh(
+    name: str, account: str
+) -> tuple[OAuth2Client, OAuth2Token, bool]:
+    """``_load`` for a refresh: the client, its token, and whether the token is
+    already claimed (``_read_and_claim``; the claim is the caller's to use or
+    release)."""
+    token = _read_and_claim(name, account, router.db_for_write(OAuth2Token))
+    if token is not None:
+        return token.client, token, True
+    return (*_load(name, account), False)
 
 
 def get_access_token(name: str, *, account: str = "") -> str:
@@ -233,8 +312,8 @@ def get_access_token(name: str, *, account: str = "") -> str:
 
 
 def _get_access_token_slow(name: str, account: str) -> str:
-    client, token = _load(name, account)
-    if not token.needs_refresh(app_settings.REFRESH_MARGIN):
+    client, token, claimed = _load_for_refresh(name, account)
+    if not claimed and not token.needs_refresh(app_settings.REFRESH_MARGIN):
         return token.access_token
     if not token.refresh_token and not _can_renew(client, token):
         if token.is_expired:
@@ -245,7 +324,7 @@ def _get_access_token_slow(name: str, account: str) -> str:
             )
         return token.access_token
     try:
-        return _refresh(client, token, force=False)
+        return _refresh(client, token, force=False, claimed=claimed)
     except TokenRefreshError as exc:
         if token.is_expired:
             raise
@@ -268,14 +347,14 @@ def refresh_access_token(name: str, *, account: str = "") -> str:
     A permanent error recorded earlier still holds the refresh back (see
     ``get_access_token``): saving the client in the admin lifts it.
     """
-    client, token = _load(name, account)
+    client, token, claimed = _load_for_refresh(name, account)
     if not token.refresh_token and not _can_renew(client, token):
         raise AuthorizationRequired(
             f"OAuth2 client {name!r} has no refresh token (the provider did not issue one): "
             "an operator must re-authorize it in the Django admin.",
             client=name,
         )
-    return _refresh(client, token, force=True)
+    return _refresh(client, token, force=True, claimed=claimed)
 
 
 def get_token_values(name: str, *, account: str = "") -> dict[str, Any]:
@@ -577,6 +656,8 @@ def _claim(
             )
         if _version(current) != version:
             if not follow:
+                # Not claimed by this process, whatever claim the row carries.
+                current.refresh_claim = ""
                 return current
             current.client = seen.client
             seen = current
@@ -700,8 +781,12 @@ class _Outcome:
 DuePredicate = Callable[[OAuth2Client, OAuth2Token], bool]
 
 
-def _refresh(client: OAuth2Client, seen: OAuth2Token, *, force: bool) -> str:
-    return _refresh_outcome(client, seen, force=force).token.access_token
+def _refresh(
+    client: OAuth2Client, seen: OAuth2Token, *, force: bool, claimed: bool = False
+) -> str:
+    return _refresh_outcome(
+        client, seen, force=force, claimed=claimed
+    ).token.access_token
 
 
 def _refresh_outcome(
@@ -711,13 +796,15 @@ def _refresh_outcome(
     force: bool,
     due: DuePredicate | None = None,
     wait: float | None = None,
+    claimed: bool = False,
 ) -> _Outcome:
     """Refresh under the claim; signals and the operator's notice go out after.
 
     ``due`` replaces the expiry check made once the row is locked (the sweep
-    refreshes idle tokens too); ``wait`` 0 skips a token another runner holds.
+    refreshes idle tokens too); ``wait`` 0 skips a token another runner holds;
+    ``claimed``: ``seen`` holds this process's claim already (``_read_and_claim``).
     """
-    held = _held_back(client, seen)
+    held = None if claimed else _held_back(client, seen)  # checked again, claimed
     if held is not None:
         raise held
     alias = router.db_for_write(OAuth2Token)
@@ -730,7 +817,7 @@ def _refresh_outcome(
     outcome = _on_own_connection(
         alias,
         lambda: _refresh_locked(
-            client, seen, force=force, alias=alias, wait=wait, due=due
+            client, seen, force=force, alias=alias, wait=wait, due=due, claimed=claimed
         ),
     )
     token = outcome.token
@@ -769,32 +856,36 @@ def _refresh_locked(
     alias: str,
     wait: float,
     due: DuePredicate | None = None,
+    claimed: bool = False,
 ) -> _Outcome:
     token = seen
-    while True:
-        if token is not seen and (
-            token.refreshed_at != seen.refreshed_at
-            or token.obtained_at != seen.obtained_at
-        ):
-            # Another process refreshed (or an operator re-authorized) meanwhile.
-            return _Outcome(token)
-        if due is not None:
-            still_due = force or due(client, token)
-        else:
-            still_due = force or token.needs_refresh(app_settings.REFRESH_MARGIN)
-        if not still_due:
-            return _Outcome(token)
-        held = _held_back(client, token)
-        if held is not None:
-            raise held
-        token = _claim(token, alias, name=client.name, wait=wait)
-        token.client = client  # already loaded; saves a query
-        if token.refresh_claim:
-            break
+    ours = claimed
     try:
+        while True:
+            if token is not seen and (
+                token.refreshed_at != seen.refreshed_at
+                or token.obtained_at != seen.obtained_at
+            ):
+                # Another process refreshed (or an operator re-authorized) meanwhile.
+                return _Outcome(token)
+            if due is not None:
+                still_due = force or due(client, token)
+            else:
+                still_due = force or token.needs_refresh(app_settings.REFRESH_MARGIN)
+            if not still_due:
+                return _Outcome(token)
+            held = _held_back(client, token)
+            if held is not None:
+                raise held
+            if ours:
+                break
+            token = _claim(token, alias, name=client.name, wait=wait)
+            token.client = client  # already loaded; saves a query
+            ours = bool(token.refresh_claim)
         return _refresh_claimed(client, token, alias)
     finally:
-        _release(token, alias)  # when nothing was stored
+        if ours:
+            _release(token, alias)  # when nothing was stored
 
 
 def _refresh_claimed(client: OAuth2Client, token: OAuth2Token, alias: str) -> _Outcome:

@@ -92,6 +92,16 @@ def in_seconds(seconds: float) -> datetime.datetime:
     return timezone.now() + datetime.timedelta(seconds=seconds)
 
 
+def two_step_claim(monkeypatch: Any) -> None:
+    """The read, then the claim, as the sweep does (and any refresh inside a
+    caller's transaction or on another database than PostgreSQL): PostgreSQL's
+    one-statement claim (``tokens._read_and_claim``) leaves no moment between
+    them for a test to change the row in."""
+    from oauth2_integrator import tokens
+
+    monkeypatch.setattr(tokens, "_read_and_claim", lambda *args: None)
+
+
 @pytest.fixture
 def expiring(oauth_client: OAuth2Client, make_token: Any) -> OAuth2Token:
     """A token inside the default 300 s refresh margin, still valid."""

@@ -30,7 +30,7 @@ from oauth2_integrator import (
 )
 from oauth2_integrator.models import OAuth2Token, TokenStatus
 
-from .conftest import TOKEN_URL, in_seconds
+from .conftest import TOKEN_URL, in_seconds, two_step_claim
 
 OLD_ACCESS = "stored-access-token-AAAA-1111-BBBB"
 REFRESHED = {
@@ -42,6 +42,7 @@ REFRESHED = {
 
 def change_row_before_the_claim(monkeypatch: Any, **fields: Any) -> None:
     """Another worker changes the row between ``_load`` and the claim."""
+    two_step_claim(monkeypatch)
     real_load = tokens._load
 
     def load(name: str, account: str) -> Any:
@@ -312,9 +313,10 @@ def test_no_transaction_stays_open_while_the_provider_answers(
         assert refresh_access_token("acme") == REFRESHED["access_token"]
     assert states == ["idle"]  # not "idle in transaction"
     statements = [q["sql"].split()[0] for q in captured]
-    # The read, the claim, and the store with its event in one statement.
-    assert statements == ["SELECT", "UPDATE", "WITH"]
-    assert "UPDATE" in captured[2]["sql"] and "INSERT" in captured[2]["sql"]
+    # The read with the claim, then the store with its event: two statements.
+    assert statements == ["UPDATE", "WITH"]
+    assert "RETURNING" in captured[0]["sql"]
+    assert "UPDATE" in captured[1]["sql"] and "INSERT" in captured[1]["sql"]
     assert not any("FOR UPDATE" in q["sql"] for q in captured)
 
 
@@ -449,3 +451,86 @@ def test_a_login_without_refresh_token_waits_for_a_refresh_in_flight(
     assert row.access_token == "login-access-KKKK-9999"
     assert row.refresh_token == REFRESHED["refresh_token"]
     assert row.refresh_claim == ""
+
+
+# --- PostgreSQL: the read and the claim in one statement ----------------------------
+
+
+def _unchanged_after_claimed_read(pk: int) -> OAuth2Token:
+    before = OAuth2Token.objects.get(pk=pk)
+    assert tokens._read_and_claim("acme", "", "default") is None
+    after = OAuth2Token.objects.get(pk=pk)
+    assert (after.refresh_claim, after.refresh_claimed_until, after.updated_at) == (
+        before.refresh_claim,
+        before.refresh_claimed_until,
+        before.updated_at,
+    )
+    return after
+
+
+@pytest.mark.postgres
+def test_the_claimed_read_returns_the_row_and_its_client_claimed(
+    expired, _needs_postgresql
+):
+    token = tokens._read_and_claim("acme", "", "default")
+    assert token is not None
+    assert token.refresh_claim == OAuth2Token.objects.get().refresh_claim != ""
+    assert token.refresh_claimed_until is not None
+    assert token.refresh_claimed_until > timezone.now() + datetime.timedelta(seconds=60)
+    assert token.refresh_token == expired.refresh_token  # decrypted
+    assert token.client.name == "acme" and token.client.client_secret
+    assert tokens._read_and_claim("acme", "", "default") is None  # claimed now
+
+
+@pytest.mark.postgres
+def test_the_claimed_read_takes_over_a_claim_that_ran_out(expired, _needs_postgresql):
+    claimed_by_another(until=in_seconds(-1))
+    token = tokens._read_and_claim("acme", "", "default")
+    assert token is not None and token.refresh_claim != "another-process"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "situation",
+    [
+        "claimed",
+        "backing_off",
+        "disabled",
+        "needs_reauthorization",
+        "no_refresh_token",
+        "other_account",
+    ],
+)
+def test_the_claimed_read_leaves_a_token_it_cannot_refresh_at_once(
+    expired, _needs_postgresql, situation
+):
+    """Each of these takes the two-step path, which says why (or waits): the one
+    statement must not claim the row."""
+    rows = OAuth2Token.objects.filter(pk=expired.pk)
+    if situation == "claimed":
+        claimed_by_another(until=in_seconds(60))
+    elif situation == "backing_off":
+        rows.update(next_attempt_at=in_seconds(30), refresh_attempts=1)
+    elif situation == "disabled":
+        expired.client.__class__.objects.update(enabled=False)
+    elif situation == "needs_reauthorization":
+        rows.update(status=TokenStatus.REAUTHORIZATION_REQUIRED)
+    elif situation == "no_refresh_token":
+        rows.update(refresh_token="")
+    elif situation == "other_account":
+        rows.update(account="someone-else")
+    _unchanged_after_claimed_read(expired.pk)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_callers_transaction_the_claim_is_not_taken_on_its_connection(
+    expired, _needs_postgresql
+):
+    """There the claim must commit on the refresh's own connection
+    (``_on_own_connection``): the caller's rollback must not undo it."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert tokens._read_and_claim("acme", "", "default") is None
+    assert OAuth2Token.objects.get().refresh_claim == ""

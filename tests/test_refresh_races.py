@@ -20,7 +20,7 @@ from oauth2_integrator import (
 from oauth2_integrator.flow import TokenSet
 from oauth2_integrator.models import OAuth2Token
 
-from .conftest import STORED_REFRESH_TOKEN, TOKEN_URL, in_seconds
+from .conftest import STORED_REFRESH_TOKEN, TOKEN_URL, in_seconds, two_step_claim
 
 REFRESHED = {
     "access_token": "refreshed-access-token-EEEE-3333",
@@ -97,6 +97,7 @@ def test_an_incident_told_meanwhile_is_not_told_again(
     """The sweep told the operator (notifications.claim) between this refresh's
     read and its claim: the claim must see the row changed, or the refresh's
     invalid_grant tells the same incident a second time."""
+    two_step_claim(monkeypatch)
     real_load = tokens._load
 
     def load(name: str, account: str) -> Any:
@@ -174,3 +175,25 @@ def test_a_refusal_of_a_registration_saved_meanwhile_is_not_held_back(
     # ...and the next run refreshes with the saved secret.
     assert sweep.refresh_one("acme").result == sweep.REFRESHED
     assert len(sent) == 2
+
+
+def test_a_row_changed_then_claimed_by_another_process_is_not_refreshed(
+    expired, token_endpoint
+):
+    """Between this refresh's read and its claim the row changed without a refresh
+    (a failure recorded without back-off, an incident marked told: ``updated_at``
+    moved) and another process claimed it. The failed claim reads the row again:
+    that row carries the other process's claim, which must not pass for this
+    one's, or both spend the same refresh token."""
+    seen = tokens._read_token("acme", "")
+    assert seen is not None
+    OAuth2Token.objects.filter(pk=seen.pk).update(
+        updated_at=in_seconds(-1),
+        refresh_claim="another-process",
+        refresh_claimed_until=in_seconds(60),
+    )
+    token_endpoint.post(TOKEN_URL, json=REFRESHED)
+    with pytest.raises(TokenRefreshError, match="right now"):
+        tokens._refresh_outcome(seen.client, seen, force=True, wait=0)
+    assert len(token_endpoint.calls) == 0
+    assert OAuth2Token.objects.get().refresh_claim == "another-process"
