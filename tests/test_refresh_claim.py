@@ -534,3 +534,30 @@ def test_inside_a_callers_transaction_the_claim_is_not_taken_on_its_connection(
     with transaction.atomic():
         assert tokens._read_and_claim("acme", "", "default") is None
     assert OAuth2Token.objects.get().refresh_claim == ""
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_commits_without_waiting_for_the_disk_and_only_the_claim(
+    expired, _needs_postgresql
+):
+    """``synchronous_commit`` is off in the claim's own transaction, and back on
+    for whatever the connection runs next (the host's writes, the refresh's store)."""
+    from django.db import transaction
+
+    sql = tokens._claimed_read_sql("default")
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, ["c", in_seconds(60), "acme", "", "active", now, now])
+        assert cursor.fetchone() is not None
+        assert _synchronous_commit() == "off"
+    assert _synchronous_commit() == "on"
+    OAuth2Token.objects.update(refresh_claim="", refresh_claimed_until=None)
+    assert tokens._read_and_claim("acme", "", "default") is not None  # autocommit
+    assert _synchronous_commit() == "on"
