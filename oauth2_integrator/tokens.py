@@ -4,8 +4,10 @@ A refresh spends a refresh token: providers that rotate them revoke the whole ch
 when a spent one is replayed. So the refresh
 
 - claims the row around the call to the token endpoint (``_claim``: a conditional
-  UPDATE that only succeeds on the row as it was read), so two processes never
-  spend the same refresh token, and no transaction stays open during the call;
+  UPDATE that only succeeds on the row as it was read; on PostgreSQL the read and
+  the claim are one ``UPDATE ... RETURNING``, ``_read_and_claim``), so two
+  processes never spend the same refresh token, and no transaction stays open
+  during the call; the answer is stored with its audit event in one statement;
 - waits a bounded time for another process's claim (``LOCK_WAIT_TIMEOUT``): a
   caller whose token is still valid does not wait at all;
 - commits on its own, never inside a transaction the caller opened: when the
