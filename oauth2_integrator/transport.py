@@ -23,10 +23,13 @@ import threading
 import time
 import zlib
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -334,6 +337,55 @@ def _environment(url: str, cache: dict[str, Any]) -> dict[str, Any]:
     return cache
 
 
+# --- preparing the request ------------------------------------------------------------
+
+
+def _prepare(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    data: dict[str, str] | None,
+    json: dict[str, Any] | None,
+    params: dict[str, str] | None,
+    headers: dict[str, str],
+    auth: Any,
+) -> requests.PreparedRequest:
+    """The request ``session.request`` would send, prepared for a fraction of its CPU.
+
+    ``Session.request`` merges the session's headers, params, auth, cookies and
+    hooks into every request through generic helpers (``merge_setting``,
+    ``to_key_val_list``) whose runtime ``Protocol`` checks took about a third of
+    the CPU of a whole kept-alive request. Our sessions (``_pooled``) set none of
+    these but requests' default headers and the cookie jar, so only those are
+    merged here, as ``prepare_request`` merges them. A form of strings is encoded
+    here too, to the body requests would send (``urlencode`` of the values, UTF-8),
+    with its content type unless the caller set one; anything else (a JSON body,
+    query parameters, other values) is left to ``PreparedRequest.prepare``.
+    ``test_requests_are_prepared_as_requests_prepares_them`` holds the two equal.
+    """
+    merged = CaseInsensitiveDict(session.headers)
+    merged.update(headers)
+    for name in [name for name, value in merged.items() if value is None]:
+        del merged[name]
+    body: Any = data
+    if data and all(type(k) is str and type(v) is str for k, v in data.items()):
+        body = urlencode(data)
+        merged.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    prepared = requests.PreparedRequest()
+    prepared.prepare(
+        method=method.upper(),
+        url=url,
+        headers=merged,
+        data=body,
+        json=json,
+        params=params,
+        auth=auth,
+        cookies=merge_cookies(RequestsCookieJar(), session.cookies),
+    )
+    return prepared
+
+
 # --- reading a bounded body ----------------------------------------------------------
 
 
@@ -472,22 +524,30 @@ def request(
             environment = _environment(url, cache)
             verify = app_settings.VERIFY_TLS
             if verify is True or verify is None:
-                verify = environment["ca_bundle"] or verify
+                # None is the session's default, True, as requests merges it.
+                verify = environment["ca_bundle"] or True
             try:
-                response = session.request(
-                    method,
-                    url,
-                    data=data,
-                    json=json,
-                    params=params,
-                    headers=merged,
-                    auth=auth or environment["netrc"],
+                # session.send, not session.request: see _prepare. With trust_env
+                # off, request() would only have merged these settings with the
+                # session's own, which are requests' defaults.
+                response = session.send(
+                    _prepare(
+                        session,
+                        method,
+                        url,
+                        data=data,
+                        json=json,
+                        params=params,
+                        headers=merged,
+                        auth=auth or environment["netrc"],
+                    ),
                     timeout=(
                         min(float(app_settings.CONNECT_TIMEOUT), seconds),
                         min(float(app_settings.READ_TIMEOUT), seconds),
                     ),
                     proxies=dict(environment["proxies"]),
                     verify=verify,
+                    cert=None,
                     allow_redirects=False,
                     stream=True,
                 )

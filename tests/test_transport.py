@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from oauth2_integrator import flow, transport
 from oauth2_integrator.exceptions import TokenEndpointError
@@ -409,6 +410,60 @@ def test_unreadable_encodings_are_invalid_responses(
         exchange(oauth_client)
     assert info.value.error == "invalid_response"
     assert words in str(info.value)
+
+
+# --- what is sent -------------------------------------------------------------------
+
+FORM = {"grant_type": "refresh_token", "refresh_token": "r-123 +/=&?é€"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": FORM},
+        {"data": FORM, "headers": {"Accept": "application/json"}},
+        {"data": FORM, "headers": {"content-type": "text/plain; charset=utf-8"}},
+        {"data": FORM, "headers": {"Accept-Encoding": None}},
+        {"data": FORM, "auth": ("id with:colon", "sécret")},
+        # Not all strings: left to requests (None dropped, lists repeated).
+        {"data": {"a": "1", "dropped": None, "n": 2, "many": ["x", "y"]}},
+        {"data": {}},
+        {"json": {"grant_type": "refresh_token", "n": 1}},
+        {"params": {"grant_type": "ig_refresh_token", "q": "a b"}, "method": "GET"},
+        {"data": FORM, "url": "https://user:pa%20ss@provider.test/token?x=1"},
+    ],
+)
+def test_requests_are_prepared_as_requests_prepares_them(kwargs):
+    """``transport._prepare`` skips ``Session.request``'s merging for CPU: what it
+    prepares must be what that would have (headers, body, URL, cookies)."""
+    kwargs = dict(kwargs)
+    method = kwargs.pop("method", "POST")
+    url = kwargs.pop("url", "https://provider.test/oauth/token")
+    headers = {"User-Agent": "ua/1", **kwargs.pop("headers", {})}
+    call = {"data": None, "json": None, "params": None, "auth": None, **kwargs}
+    with requests.Session() as session:
+        session.trust_env = False
+        session.cookies.set("sticky", "lb-1", domain="provider.test")
+        ours = transport._prepare(session, method, url, headers=headers, **call)
+        theirs = session.prepare_request(
+            requests.Request(
+                method,
+                url,
+                headers=headers,
+                data=call["data"] or {},
+                json=call["json"],
+                params=call["params"] or {},
+                auth=call["auth"],
+            )
+        )
+    assert (ours.method, ours.url, ours.body) == (
+        theirs.method,
+        theirs.url,
+        theirs.body,
+    )
+    assert dict(ours.headers) == dict(theirs.headers)
+    if "@" not in url:  # cookies follow the host (requests compares the netloc)
+        assert ours.headers["Cookie"] == "sticky=lb-1"
 
 
 # --- redirects ---------------------------------------------------------------------

@@ -153,3 +153,18 @@ def test_a_request_goes_through_the_proxy_in_the_environment(environment):
         listener.close()
     assert response.json() == {"access_token": "via-proxy"}
     assert seen == [b"POST http://provider.invalid/token HTTP/1.1"]
+
+
+@pytest.mark.parametrize("configured", [True, None])
+def test_tls_is_verified_unless_turned_off(environment, settings, configured):
+    """``VERIFY_TLS`` None is requests' default, True (``Session.request`` merged it
+    with the session's own; ``transport`` sends the prepared request itself)."""
+    settings.OAUTH2_INTEGRATOR = {
+        **settings.OAUTH2_INTEGRATOR,
+        "VERIFY_TLS": configured,
+    }
+    assert ours(URL)["verify"] is True
+    environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    assert ours(URL)["verify"] == "/etc/ssl/bundle.pem"
+    settings.OAUTH2_INTEGRATOR = {**settings.OAUTH2_INTEGRATOR, "VERIFY_TLS": False}
+    assert ours(URL)["verify"] is False
