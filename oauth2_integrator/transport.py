@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import os
@@ -239,9 +240,16 @@ class _WatchedAdapter(HTTPAdapter):
 _sessions = threading.local()
 
 
-def _key(url: str) -> tuple[Any, ...]:
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> tuple[str | None, str | None, int | None]:
+    """Scheme, host and port: parsed once per URL (a refresh would parse the same
+    token endpoint URL every time), for a bounded number of URLs."""
     parts = urllib3.util.parse_url(url)
-    return (os.getpid(), parts.scheme, parts.host, parts.port)
+    return (parts.scheme, parts.host, parts.port)
+
+
+def _key(url: str) -> tuple[Any, ...]:
+    return (os.getpid(), *_origin(url))
 
 
 def _pool() -> dict[tuple[Any, ...], tuple[requests.Session, dict[str, Any]]]:
