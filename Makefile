@@ -15,11 +15,16 @@ demo: $(BIN)/python
 	$(BIN)/pip install -q -e ".[demo]"
 	$(BIN)/python manage.py demo --port $(PORT)
 
-# Installs the test extras, makes sure PostgreSQL and chromium are there, runs the whole suite.
+# Installs the test extras, makes sure PostgreSQL and chromium are there, runs the whole suite
+# (and the refresh's SQL a second time with PostgreSQL prepared statements).
 test: $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
 	./scripts/ensure-services.sh
 	OAUTH2_INTEGRATOR_REQUIRE_BROWSER=1 $(BIN)/pytest
+	# The refresh's own SQL once more, with Django's PostgreSQL prepared statements on.
+	TEST_DATABASE_PREPARED=1 $(BIN)/pytest -q -p no:randomly tests/test_prepared.py \
+		tests/test_refresh_claim.py tests/test_refresh_races.py tests/test_events.py \
+		tests/test_concurrency.py tests/test_sweep.py tests/test_transport_pooling.py
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .

@@ -24,6 +24,14 @@ DATABASES = {
         "TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/test"
     )
 }
+if env.bool("TEST_DATABASE_PREPARED", default=False) and "postgresql" in str(
+    DATABASES["default"]["ENGINE"]
+):
+    # Django's opt-in for PostgreSQL prepared statements (server-side binding,
+    # prepared after 2 runs): the refresh's raw SQL must work there too.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=2
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
