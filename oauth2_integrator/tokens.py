@@ -181,12 +181,12 @@ def _claimed_read_sql(alias: str) -> str:
 
     Its commit does not wait for the disk (``synchronous_commit`` off for this
     statement's own transaction; PostgreSQL's documented trade for writes that may
-    be lost in a crash of the database server): that wait cost a refresh as much
-    as the whole row's save. The claim is visible to every other process at once
-    all the same, and the store that ends the refresh commits durably, which also
-    writes the claim to disk before it. A crash of the server itself can lose a
-    claim, but it also ends the connection of the refresh that held it, whose
-    store then fails, as it would with a durable claim.
+    be lost in a crash of the database server), so a refresh waits for one disk
+    flush, its store's, as the plain save of a row does. The claim is visible to
+    every other process at once all the same, and the store that ends the refresh
+    commits durably, which also writes the claim to disk before it. A crash of the
+    server itself can lose a claim, but it also ends the connection of the refresh
+    that held it, whose store then fails, as it would with a durable claim.
     """
     sql = _CLAIMED_READ_SQL.get(alias)
     if sql is not None:

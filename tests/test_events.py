@@ -372,3 +372,18 @@ def test_a_save_of_every_field_names_only_those_that_changed(oauth_client):
     oauth_client.save()
     unchanged = OAuth2Event.objects.filter(kind=EventKind.CLIENT_CHANGED).latest("pk")
     assert unchanged.detail == "Saved the client without changes."
+
+
+def test_a_worker_that_only_refreshes_prunes_too(
+    oauth_client, make_token, token_endpoint, monkeypatch
+):
+    """A refresh writes its event with the token, not through ``record``: a Celery
+    worker that does nothing else must still keep the trail bounded."""
+    make_token(oauth_client)
+    token_endpoint.post(TOKEN_URL, json=NEW)
+    old, _ = old_and_new_events(oauth_client)
+    monkeypatch.setattr(
+        events, "_last_prune", time.monotonic() - events.PRUNE_INTERVAL - 1
+    )
+    refresh_access_token("acme")
+    assert not OAuth2Event.objects.filter(pk=old.pk).exists()

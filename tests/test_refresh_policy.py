@@ -24,7 +24,13 @@ from oauth2_integrator import (
     signals,
     tokens,
 )
-from oauth2_integrator.models import OAuth2Client, OAuth2Token, TokenStatus
+from oauth2_integrator.models import (
+    EventKind,
+    OAuth2Client,
+    OAuth2Event,
+    OAuth2Token,
+    TokenStatus,
+)
 from oauth2_integrator.status import describe
 from oauth2_integrator.tokens import store_token_set
 
@@ -343,6 +349,8 @@ def test_storage_error_keeps_the_new_tokens_on_postgresql(
     refresh_returning(monkeypatch, **fields)
     assert get_access_token("acme") == NEW["access_token"]
     assert_saved_in_part(expired)
+    # The refresh is in the audit trail all the same, once.
+    assert OAuth2Event.objects.filter(kind=EventKind.REFRESHED).count() == 1
     assert len(sent["refreshed"]) == 1
 
 
@@ -366,6 +374,7 @@ def test_storage_error_keeps_the_new_tokens(expired, monkeypatch, caplog):
     )
     assert get_access_token("acme") == NEW["access_token"]
     assert_saved_in_part(expired)
+    assert OAuth2Event.objects.filter(kind=EventKind.REFRESHED).count() == 1
     assert NEW["refresh_token"] not in caplog.text
     # The next call uses the stored token without another refresh.
     assert get_access_token("acme") == NEW["access_token"]
