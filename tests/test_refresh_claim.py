@@ -561,3 +561,27 @@ def test_the_claim_commits_without_waiting_for_the_disk_and_only_the_claim(
     OAuth2Token.objects.update(refresh_claim="", refresh_claimed_until=None)
     assert tokens._read_and_claim("acme", "", "default") is not None  # autocommit
     assert _synchronous_commit() == "on"
+
+
+def test_a_token_refreshed_since_the_hot_read_is_served_and_the_claim_released(
+    expired, token_endpoint, monkeypatch
+):
+    """The valid-token read saw the token due; by the time the refresh reads it
+    (claimed at once on PostgreSQL), another process has refreshed it: it is served
+    as it is, the provider is not asked, and the claim is given back."""
+    OAuth2Token.objects.update(
+        access_token="refreshed-elsewhere-MMMM-5555",
+        expires_at=in_seconds(3600),
+        refreshed_at=timezone.now(),
+    )
+    real_hot_read = tokens._hot_read
+
+    def stale_hot_read(name: str, account: str) -> Any:
+        row = list(real_hot_read(name, account))
+        row[1] = in_seconds(-60)  # expires_at, as read before the other refresh
+        return tuple(row)
+
+    monkeypatch.setattr(tokens, "_hot_read", stale_hot_read)
+    assert get_access_token("acme") == "refreshed-elsewhere-MMMM-5555"
+    assert len(token_endpoint.calls) == 0
+    assert OAuth2Token.objects.get().refresh_claim == ""
