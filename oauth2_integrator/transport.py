@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import functools
 import heapq
+import http.cookiejar
 import itertools
 import os
 import socket
@@ -260,6 +261,10 @@ def _pool() -> dict[tuple[Any, ...], tuple[requests.Session, dict[str, Any]]]:
     return pool
 
 
+#: A cookie policy that accepts no cookie (``allowed_domains`` empty).
+_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+
+
 def _pooled(url: str) -> tuple[requests.Session, dict[str, Any]]:
     """This thread's session for the URL's host and its environment cache.
 
@@ -274,6 +279,10 @@ def _pooled(url: str) -> tuple[requests.Session, dict[str, Any]]:
         session = requests.Session()
         # The environment is read by _environment, once per session (see there).
         session.trust_env = False
+        # Every client of the host shares this session: a cookie one client's
+        # exchange was given must not go out with another's credentials, and no
+        # token request needs one.
+        session.cookies.set_policy(_NO_COOKIES)
         adapter = _WatchedAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -27,6 +27,7 @@ class KeepAliveServer(Listener):
     def __init__(self, behaviours: list[str]) -> None:
         self.behaviours = behaviours
         self.served = 0
+        self.heads: list[bytes] = []
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
@@ -35,7 +36,8 @@ class KeepAliveServer(Listener):
             buffer = b""
             try:
                 while not self.stop.is_set():
-                    _, _, buffer = read_request(conn, buffer)
+                    request_head, _, buffer = read_request(conn, buffer)
+                    self.heads.append(request_head)
                     behaviour = self.behaviours[
                         min(self.served, len(self.behaviours) - 1)
                     ]
@@ -52,6 +54,9 @@ class KeepAliveServer(Listener):
         )
         if behaviour == "ok":
             conn.sendall(ok + TOKEN_BYTES)
+        elif behaviour == "set-cookie":
+            cookie = b"Set-Cookie: provider_session=of-the-first-client; Path=/\r\n"
+            conn.sendall(ok[:-2] + cookie + b"\r\n" + TOKEN_BYTES)
         elif behaviour == "drip-headers":
             conn.sendall(b"HTTP/1.1 200 OK\r\n")
             drip(conn, self.stop, b"X-Slow: a\r\n", 0.2)
@@ -126,6 +131,19 @@ def test_the_deadline_watches_a_reused_connection(
         exchange(client)
     assert time.monotonic() - started < 2.5
     assert server.connections == 1  # it really was the reused connection
+
+
+def test_a_cookie_set_by_a_token_endpoint_is_not_sent_again(make_client, keep_alive):
+    """Clients of one provider host share the thread's session: a cookie the
+    provider sets in one client's exchange must not ride along with the next
+    client's credentials (and no token request needs one)."""
+    server = keep_alive("set-cookie", "ok")
+    first = make_client(name="first", token_endpoint=server.url)
+    second = make_client(name="second", token_endpoint=server.url)
+    assert exchange(first).access_token
+    assert exchange(second).access_token
+    assert server.connections == 1  # the same session and connection
+    assert b"provider_session" not in server.heads[1].lower()
 
 
 def test_a_connection_cut_short_is_not_reused(make_client, keep_alive, settings):
