@@ -1,11 +1,12 @@
 """The claim that keeps a refresh single-flight (issue items 7 and 10 of the
-hardening issue; issue 7's four statements per refresh).
+hardening issue; issue 7's at most four statements per refresh).
 
 A refresh claims the token row with one conditional UPDATE that succeeds only on
 the row as it was read and only when nobody else holds a live claim; the write
-that stores the answer releases it, and only while it is still held. The first
-tests run on any database (SQLite included), setting the claim columns the way
-another process would; the last ones race real threads on PostgreSQL.
+that stores the answer releases it, and only while it is still held. On
+PostgreSQL the read and the claim are one statement (``_read_and_claim``), tested
+at the end. The first tests run on any database (SQLite included), setting the
+claim columns the way another process would; then real threads race on PostgreSQL.
 """
 
 from __future__ import annotations
