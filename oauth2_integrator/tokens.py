@@ -109,6 +109,7 @@ _HOT_COLUMNS = (
     "refreshed_at",
     "status",
     "client__enabled",
+    "next_attempt_at",
 )
 
 #: The valid-token query: one narrow read, compiled once per thread's connection.
@@ -275,14 +276,15 @@ def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
 
 
 def _load_for_refresh(
-    name: str, account: str
+    name: str, account: str, *, claim: bool = True
 ) -> tuple[OAuth2Client, OAuth2Token, bool]:
     """``_load`` for a refresh: the client, its token, and whether the token is
-    already claimed (``_read_and_claim``; the claim is the caller's to use or
-    release)."""
-    token = _read_and_claim(name, account, router.db_for_write(OAuth2Token))
-    if token is not None:
-        return token.client, token, True
+    already claimed (``_read_and_claim``, unless ``claim`` is False; the claim is
+    the caller's to use or release)."""
+    if claim:
+        token = _read_and_claim(name, account, router.db_for_write(OAuth2Token))
+        if token is not None:
+            return token.client, token, True
     return (*_load(name, account), False)
 
 
@@ -304,8 +306,11 @@ def get_access_token(name: str, *, account: str = "") -> str:
             return cached
         seen_generation = cache.generation()
     row = _hot_read(name, account)
+    claim = False
     if row is not None:
-        access_token, expires_at, obtained_at, refreshed_at, status, enabled = row
+        access_token, expires_at, obtained_at, refreshed_at, status, enabled, retry = (
+            row
+        )
         if enabled and status == TokenStatus.ACTIVE:
             refresh_at = _refresh_at(
                 expires_at, refreshed_at or obtained_at, app_settings.REFRESH_MARGIN
@@ -321,11 +326,15 @@ def get_access_token(name: str, *, account: str = "") -> str:
                         seen_generation=seen_generation,
                     )
                 return str(access_token)
-    return _get_access_token_slow(name, account)
+            # Due. The one-statement claim takes no token with a back-off or
+            # hold-back pending: don't send it only to be refused (every caller
+            # during an outage would).
+            claim = retry is None or retry <= timezone.now()
+    return _get_access_token_slow(name, account, claim=claim)
 
 
-def _get_access_token_slow(name: str, account: str) -> str:
-    client, token, claimed = _load_for_refresh(name, account)
+def _get_access_token_slow(name: str, account: str, *, claim: bool) -> str:
+    client, token, claimed = _load_for_refresh(name, account, claim=claim)
     if not claimed and not token.needs_refresh(app_settings.REFRESH_MARGIN):
         return token.access_token
     if not token.refresh_token and not _can_renew(client, token):

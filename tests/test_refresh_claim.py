@@ -586,3 +586,41 @@ def test_a_token_refreshed_since_the_hot_read_is_served_and_the_claim_released(
     assert get_access_token("acme") == "refreshed-elsewhere-MMMM-5555"
     assert len(token_endpoint.calls) == 0
     assert OAuth2Token.objects.get().refresh_claim == ""
+
+
+@pytest.mark.parametrize(
+    ("situation", "outcome"),
+    [
+        ("backing_off", TokenRefreshError),
+        ("valid_backing_off", None),
+        ("reauthorization", AuthorizationRequired),
+        ("disabled", AuthorizationRequired),
+    ],
+)
+def test_a_caller_whose_token_cannot_be_refreshed_now_writes_nothing(
+    expired, token_endpoint, situation, outcome
+):
+    """During an outage every caller asks: the valid-token read already shows a
+    pending back-off (or a token no refresh can help), so no claim is attempted,
+    not even one the database would refuse."""
+    rows = OAuth2Token.objects.filter(pk=expired.pk)
+    if situation == "backing_off":
+        rows.update(next_attempt_at=in_seconds(30), refresh_attempts=1)
+    elif situation == "valid_backing_off":
+        rows.update(
+            expires_at=in_seconds(60),
+            next_attempt_at=in_seconds(30),
+            refresh_attempts=1,
+        )
+    elif situation == "reauthorization":
+        rows.update(status=TokenStatus.REAUTHORIZATION_REQUIRED)
+    else:
+        expired.client.__class__.objects.update(enabled=False)
+    with CaptureQueriesContext(connection) as captured:
+        if outcome is None:
+            assert get_access_token("acme") == expired.access_token
+        else:
+            with pytest.raises(outcome):
+                get_access_token("acme")
+    assert [q["sql"].split()[0] for q in captured] == ["SELECT", "SELECT"]
+    assert len(token_endpoint.calls) == 0
