@@ -3,8 +3,8 @@
 Events are written by signal receivers (connected in ``apps.ready``), by the
 code that acts for an operator (``revocation.revoke``, the admin, the key
 rotation), and by the refresh itself, in the statement that stores the new token
-(``refreshed_event``). A plain read of a token writes nothing: ``get_access_token`` sends no
-signal, so the hot path stays one query.
+(``refreshed_event``). A plain read of a token writes nothing:
+``get_access_token`` sends no signal, so the hot path stays one query.
 
 An event must never cost the caller anything it asked for: a failure to write one
 is logged and swallowed, and inside a caller's transaction the event is written on

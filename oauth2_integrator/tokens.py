@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import random
 import secrets
@@ -172,9 +173,7 @@ def _token_from_row(alias: str, row: tuple[Any, ...]) -> OAuth2Token:
     return token
 
 
-_CLAIMED_READ_SQL: dict[str, str] = {}
-
-
+@functools.cache
 def _claimed_read_sql(alias: str) -> str:
     """PostgreSQL's ``UPDATE ... FROM ... RETURNING``: claims the token of a client
     name and account when a refresh can start right away, and returns the row
@@ -189,9 +188,6 @@ def _claimed_read_sql(alias: str) -> str:
     server itself can lose a claim, but it also ends the connection of the refresh
     that held it, whose store then fails, as it would with a durable claim.
     """
-    sql = _CLAIMED_READ_SQL.get(alias)
-    if sql is not None:
-        return sql
     quote = connections[alias].ops.quote_name
     token, client = OAuth2Token._meta, OAuth2Client._meta
 
@@ -202,7 +198,7 @@ def _claimed_read_sql(alias: str) -> str:
     def t(name: str) -> str:
         return column(token, name)
 
-    sql = _CLAIMED_READ_SQL[alias] = (
+    return (
         f"UPDATE {quote(token.db_table)} "  # noqa: S608 (quoted names)
         f"SET {column(token, 'refresh_claim', table=False)} = %s, "
         f"{column(token, 'refresh_claimed_until', table=False)} = %s "
@@ -216,7 +212,6 @@ def _claimed_read_sql(alias: str) -> str:
         f"AND ({t('next_attempt_at')} IS NULL OR {t('next_attempt_at')} <= %s) "
         f"RETURNING {_FULL_READ.columns(alias)}"
     )
-    return sql
 
 
 def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
@@ -826,7 +821,9 @@ def _refresh_outcome(
     refreshes idle tokens too); ``wait`` 0 skips a token another runner holds;
     ``claimed``: ``seen`` holds this process's claim already (``_read_and_claim``).
     """
-    held = None if claimed else _held_back(client, seen)  # checked again, claimed
+    # A claimed row had no back-off pending (``_read_and_claim``); either way the
+    # check is made again under the claim.
+    held = None if claimed else _held_back(client, seen)
     if held is not None:
         raise held
     alias = router.db_for_write(OAuth2Token)
