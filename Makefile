@@ -24,7 +24,8 @@ test: $(BIN)/python
 	# The refresh's own SQL once more, with Django's PostgreSQL prepared statements on.
 	TEST_DATABASE_PREPARED=1 $(BIN)/pytest -q -p no:randomly tests/test_prepared.py \
 		tests/test_refresh_claim.py tests/test_refresh_races.py tests/test_events.py \
-		tests/test_concurrency.py tests/test_sweep.py tests/test_transport_pooling.py
+		tests/test_concurrency.py tests/test_sweep.py tests/test_transport_pooling.py \
+		tests/test_refresh_read.py
 
 lint: $(BIN)/python
 	$(BIN)/ruff check .

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import logging
 import random
 import secrets
@@ -48,7 +47,17 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import cache, events, flow, notifications, prepared, providers, signals, status
+from . import (
+    cache,
+    events,
+    flow,
+    notifications,
+    prepared,
+    providers,
+    refresh_read,
+    signals,
+    status,
+)
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -145,73 +154,21 @@ def _refresh_at(
     return expires_at - datetime.timedelta(seconds=margin)
 
 
-_TOKEN_COLUMNS = [field.attname for field in OAuth2Token._meta.concrete_fields]
-_CLIENT_COLUMNS = [field.attname for field in OAuth2Client._meta.concrete_fields]
-
-#: The refresh path's read: the whole token row and its client, joined.
-_FULL_READ = prepared.Select(
-    lambda alias, key: (
-        OAuth2Token.objects.using(alias)
-        .filter(client__name=prepared.slot("name"), account=prepared.slot("account"))
-        .values_list(*_TOKEN_COLUMNS, *(f"client__{c}" for c in _CLIENT_COLUMNS))[:1]
-    )
-)
-
-
 def _read_token(name: str, account: str) -> OAuth2Token | None:
     """The token with its client, as ``select_related("client")`` would build them."""
     alias = router.db_for_read(OAuth2Token)
-    row = _FULL_READ.first(alias, {"name": name, "account": account})
+    row = refresh_read.FULL_READ.first(alias, {"name": name, "account": account})
     return None if row is None else _token_from_row(alias, row)
 
 
 def _token_from_row(alias: str, row: tuple[Any, ...]) -> OAuth2Token:
-    """The token and its client from a converted row of ``_FULL_READ``'s columns."""
-    split = len(_TOKEN_COLUMNS)
-    token = OAuth2Token.from_db(alias, _TOKEN_COLUMNS, row[:split])
-    token.client = OAuth2Client.from_db(alias, _CLIENT_COLUMNS, row[split:])
-    return token
-
-
-@functools.cache
-def _claimed_read_sql(alias: str) -> str:
-    """PostgreSQL's ``UPDATE ... FROM ... RETURNING``: claims the token of a client
-    name and account when a refresh can start right away, and returns the row
-    with its client (``_FULL_READ``'s columns).
-
-    Its commit does not wait for the disk (``synchronous_commit`` off for this
-    statement's own transaction; PostgreSQL's documented trade for writes that may
-    be lost in a crash of the database server), so a refresh waits for one disk
-    flush, its store's, as the plain save of a row does. The claim is visible to
-    every other process at once all the same, and the store that ends the refresh
-    commits durably, which also writes the claim to disk before it. A crash of the
-    server itself can lose a claim, but it also ends the connection of the refresh
-    that held it, whose store then fails, as it would with a durable claim.
-    """
-    quote = connections[alias].ops.quote_name
-    token, client = OAuth2Token._meta, OAuth2Client._meta
-
-    def column(meta: Any, name: str, *, table: bool = True) -> str:
-        name = quote(meta.get_field(name).column)
-        return f"{quote(meta.db_table)}.{name}" if table else name
-
-    def t(name: str) -> str:
-        return column(token, name)
-
-    return (
-        f"UPDATE {quote(token.db_table)} "  # noqa: S608 (quoted names)
-        f"SET {column(token, 'refresh_claim', table=False)} = %s, "
-        f"{column(token, 'refresh_claimed_until', table=False)} = %s "
-        f"FROM {quote(client.db_table)}, "
-        "(SELECT set_config('synchronous_commit', 'off', true)) AS no_disk_wait "
-        f"WHERE {t('client')} = {column(client, 'id')} "
-        f"AND {column(client, 'name')} = %s AND {t('account')} = %s "
-        f"AND {column(client, 'enabled')} AND {t('status')} = %s "
-        f"AND {t('refresh_token')} <> '' "
-        f"AND ({t('refresh_claim')} = '' OR {t('refresh_claimed_until')} < %s) "
-        f"AND ({t('next_attempt_at')} IS NULL OR {t('next_attempt_at')} <= %s) "
-        f"RETURNING {_FULL_READ.columns(alias)}"
+    """The token and its client from a converted row of ``FULL_READ``'s columns."""
+    columns = refresh_read.TOKEN_COLUMNS
+    token = OAuth2Token.from_db(alias, columns, row[: len(columns)])
+    token.client = OAuth2Client.from_db(
+        alias, refresh_read.CLIENT_COLUMNS, row[len(columns) :]
     )
+    return token
 
 
 def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
@@ -231,15 +188,12 @@ def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
     now = timezone.now()
     claim = secrets.token_hex(8)
     until = now + _claim_lifetime()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _claimed_read_sql(alias),
-            [claim, until, name, account, TokenStatus.ACTIVE.value, now, now],
-        )
-        row = cursor.fetchone()
+    row = refresh_read.claim(
+        alias, [claim, until, name, account, TokenStatus.ACTIVE.value, now, now]
+    )
     if row is None:
         return None
-    return _token_from_row(alias, _FULL_READ.convert(alias, row))
+    return _token_from_row(alias, refresh_read.FULL_READ.convert(alias, row))
 
 
 def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:

@@ -27,6 +27,7 @@ from oauth2_integrator import (
     TokenRefreshError,
     get_access_token,
     refresh_access_token,
+    refresh_read,
     tokens,
 )
 from oauth2_integrator.models import OAuth2Token, TokenStatus
@@ -314,9 +315,10 @@ def test_no_transaction_stays_open_while_the_provider_answers(
         assert refresh_access_token("acme") == REFRESHED["access_token"]
     assert states == ["idle"]  # not "idle in transaction"
     statements = [q["sql"].split()[0] for q in captured]
-    # The read with the claim, then the store with its event: two statements.
-    assert statements == ["UPDATE", "WITH"]
-    assert "RETURNING" in captured[0]["sql"]
+    # The read with the claim (the installed function's UPDATE ... RETURNING),
+    # then the store with its event: two statements.
+    assert statements == ["SELECT", "WITH"]
+    assert refresh_read.function_name("default") in captured[0]["sql"]
     assert "UPDATE" in captured[1]["sql"] and "INSERT" in captured[1]["sql"]
     assert not any("FOR UPDATE" in q["sql"] for q in captured)
 
@@ -545,14 +547,18 @@ def _synchronous_commit() -> str:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("form", ["function", "plain statement"])
 def test_the_claim_commits_without_waiting_for_the_disk_and_only_the_claim(
-    expired, _needs_postgresql
+    expired, _needs_postgresql, form
 ):
     """``synchronous_commit`` is off in the claim's own transaction, and back on
     for whatever the connection runs next (the host's writes, the refresh's store)."""
     from django.db import transaction
 
-    sql = tokens._claimed_read_sql("default")
+    if form == "function":
+        sql = refresh_read._call("default")
+    else:
+        sql = refresh_read.statement("default")
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, ["c", in_seconds(60), "acme", "", "active", now, now])
