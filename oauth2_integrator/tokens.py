@@ -39,7 +39,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connections, router, transaction
@@ -890,7 +890,9 @@ def _refresh_claimed(client: OAuth2Client, token: OAuth2Token, alias: str) -> _O
         return _Outcome(token, failure=_record_unexpected(client, token, exc, alias))
     dropped = _dropped_scopes(config, token.scope, token_set.scope)
     told_at = token.incident_notified_at
+    stored_secrets = {field: getattr(token, field) for field in _SECRETS_OFTEN_KEPT}
     _apply(token, token_set, keep_refresh_token=True)
+    unchanged = {f for f, v in stored_secrets.items() if getattr(token, f) == v}
     token.refreshed_at = timezone.now()
     if told_at is not None and status.renewal_problem(
         client, token, renews=True if token.refresh_token else None
@@ -898,7 +900,8 @@ def _refresh_claimed(client: OAuth2Client, token: OAuth2Token, alias: str) -> _O
         # Still ending (a refresh token whose known lifetime runs out): the
         # operator was told about this incident already.
         token.incident_notified_at = told_at
-    _save_refreshed(client, token, alias, events.refreshed_event(client, dropped))
+    event = events.refreshed_event(client, dropped)
+    _save_refreshed(client, token, alias, event, unchanged=unchanged)
     if dropped:
         logger.warning(
             "The provider narrowed the scope of OAuth2 client %r on refresh: it no "
@@ -946,6 +949,13 @@ _REFRESHED_FIELDS = [
     "refreshed_at",
 ]
 
+#: Encrypted columns a refresh often leaves as they were (a provider that does not
+#: rotate refresh tokens, or sends the same one again; an answer without extras).
+#: Unchanged, they are not written again, which spares their encryption and their
+#: bytes on the wire. Nobody else writes them while the claim is held: a login or
+#: a Disconnect ends the claim, and the store then writes nothing.
+_SECRETS_OFTEN_KEPT = ("refresh_token", "extra")
+
 #: What survives a database that refuses the rest of the answer: the values that
 #: come from the provider as free text or JSON are left out.
 _ESSENTIAL_FIELDS = [
@@ -956,7 +966,12 @@ _ESSENTIAL_FIELDS = [
 
 
 def _save_refreshed(
-    client: OAuth2Client, token: OAuth2Token, alias: str, event: OAuth2Event
+    client: OAuth2Client,
+    token: OAuth2Token,
+    alias: str,
+    event: OAuth2Event,
+    *,
+    unchanged: Collection[str] = (),
 ) -> None:
     """Save a refreshed token with its event; if the whole row cannot be stored,
     save what matters.
@@ -969,7 +984,8 @@ def _save_refreshed(
     """
     try:
         with _one_statement(alias):
-            stored = _store_claimed(token, alias, _REFRESHED_FIELDS, event=event)
+            fields = [f for f in _REFRESHED_FIELDS if f not in unchanged]
+            stored = _store_claimed(token, alias, fields, event=event)
     except DatabaseError as exc:
         problem: DatabaseError | None = exc
     else:

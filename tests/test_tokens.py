@@ -146,6 +146,53 @@ def test_rotated_refresh_token_replaces_the_old_one(expiring, token_endpoint):
     )
 
 
+def _ciphertexts(pk: int) -> tuple[str, str]:
+    from django.db import connection
+
+    table = OAuth2Token._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT refresh_token, extra FROM {table} WHERE id = %s",  # noqa: S608
+            [pk],
+        )
+        refresh_token, extra = cursor.fetchone()
+    return refresh_token, extra
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {**REFRESHED, "refresh_token": OLD_REFRESH},  # the same one sent again
+        REFRESHED,  # none: the old one is kept
+    ],
+)
+def test_secrets_a_refresh_leaves_as_they_were_are_not_written_again(
+    expiring, token_endpoint, answer
+):
+    """No encryption and no bytes spent on them; the stored ciphertexts stay."""
+    before = _ciphertexts(expiring.pk)
+    token_endpoint.post(TOKEN_URL, json=answer)
+    refresh_access_token("acme")
+    assert _ciphertexts(expiring.pk) == before
+    token = OAuth2Token.objects.get()
+    assert token.access_token == REFRESHED["access_token"]
+    assert (token.refresh_token, token.extra) == (
+        expiring.refresh_token,
+        expiring.extra,
+    )
+
+
+def test_secrets_a_refresh_changes_are_written(expiring, token_endpoint):
+    token_endpoint.post(
+        TOKEN_URL,
+        json={**REFRESHED, "refresh_token": "rotated-GGGG-5555", "id_hint": "x"},
+    )
+    refresh_access_token("acme")
+    token = OAuth2Token.objects.get()
+    assert token.refresh_token == "rotated-GGGG-5555"
+    assert token.extra == {**expiring.extra, "id_hint": "x"}
+
+
 def test_refresh_without_expires_in_stores_no_expiry(expiring, token_endpoint):
     token_endpoint.post(TOKEN_URL, json={"access_token": "no-expiry-access-0000"})
     assert get_access_token("acme") == "no-expiry-access-0000"
