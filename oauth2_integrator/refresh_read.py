@@ -202,24 +202,31 @@ def install(using: str = "default", **kwargs: Any) -> None:
     """``post_migrate``: (re)creates the claim function on a PostgreSQL database
     that holds this app's tables, and drops the versions older code used (which
     then falls back to the plain statement). Runs after every ``migrate``, so the
-    function always returns the columns the tables have."""
+    function always returns the columns the tables have. A function already as it
+    should be is left alone (``flush``, which tests run often, sends
+    ``post_migrate`` too): its comment holds a hash of its whole definition."""
     connection = connections[using]
     if connection.vendor != "postgresql" or not router.allow_migrate_model(
         using, OAuth2Token
     ):
         return
-    name = function_name(using)
+    quoted = connection.ops.quote_name(function_name(using))
     arguments = ", ".join(f"{param} {sql_type}" for param, sql_type in _PARAMETERS)
     with transaction.atomic(using=using), connection.cursor() as cursor:
         types = _column_types(cursor, using)
-        _drop_others(cursor, keep=name if types else None)
+        _drop_others(cursor, keep=function_name(using) if types else None)
         if types is None:
             return
         returns = ", ".join(f"out_{i} {sql_type}" for i, sql_type in enumerate(types))
-        cursor.execute(f"DROP FUNCTION IF EXISTS {connection.ops.quote_name(name)}")
-        cursor.execute(
-            f"CREATE FUNCTION {connection.ops.quote_name(name)}({arguments}) "
+        definition = (
+            f"CREATE FUNCTION {quoted}({arguments}) "
             f"RETURNS TABLE({returns}) LANGUAGE plpgsql AS $claim$ "
             f"BEGIN RETURN QUERY {_body(using)}; END $claim$"
         )
+        version = hashlib.sha256(definition.encode()).hexdigest()
+        cursor.execute("SELECT obj_description(to_regproc(%s), 'pg_proc')", [quoted])
+        if cursor.fetchone()[0] != version:
+            cursor.execute(f"DROP FUNCTION IF EXISTS {quoted}")
+            cursor.execute(definition)
+            cursor.execute(f"COMMENT ON FUNCTION {quoted} IS '{version}'")
     _missing.discard(using)

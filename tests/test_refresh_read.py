@@ -87,6 +87,33 @@ def test_install_again_keeps_one_function_and_drops_older_versions(reinstalled):
     assert claim_functions() == [refresh_read.function_name("default")]
 
 
+def function_oid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regproc(%s)::oid", [refresh_read.function_name("default")]
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_install_leaves_a_function_as_it_should_be_and_renews_one_that_is_not(
+    reinstalled,
+):
+    """``flush`` (run after every transactional test) sends ``post_migrate``
+    too: nothing to rebuild then. One built from another definition (the
+    tables' column types changed since, say) is rebuilt."""
+    before = function_oid()
+    refresh_read.install(using="default")
+    assert function_oid() == before
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'COMMENT ON FUNCTION "{refresh_read.function_name("default")}" '
+            "IS 'the hash of another definition'"
+        )
+    refresh_read.install(using="default")
+    assert function_oid() != before
+
+
 @pytest.mark.django_db(transaction=True)
 def test_install_without_the_tables_leaves_no_function(reinstalled, monkeypatch):
     """``migrate oauth2_integrator zero`` drops the tables: no function is left
