@@ -50,7 +50,16 @@ def per_row_rotate_model(model, fields, reports, batch_size):  # type: ignore[no
     from django.db import models, transaction
     from django.db.models.functions import Cast
 
-    from oauth2_integrator.rotation import _UNCHANGED, _rotated
+    from oauth2_integrator.rotation import _UNCHANGED
+
+    def _rotated(field, raw, pk, reports):  # type: ignore[no-untyped-def]
+        """The value check before issue #7: the plain value, or ``_UNCHANGED``."""
+        from oauth2_integrator import crypto
+
+        if raw is None or raw == "" or crypto.is_current(raw):
+            return _UNCHANGED
+        reports[field.name].reencrypted += 1
+        return field.decode(crypto.decrypt(raw))
 
     raw_names = {f.name: f"_raw_{f.name}" for f in fields}
     raw_columns = {

@@ -46,12 +46,19 @@ def parse_keys(raw: object) -> list[Fernet]:
 
 
 @functools.cache
-def _keyring() -> tuple[MultiFernet, Fernet]:
+def _keyring() -> tuple[MultiFernet, tuple[Fernet, ...]]:
     fernets = parse_keys(app_settings.ENCRYPTION_KEYS)
-    return MultiFernet(fernets), fernets[0]
+    return MultiFernet(fernets), tuple(fernets)
 
 
 on_reload(_keyring.cache_clear)
+
+
+_NO_KEY_OPENS = (
+    "A stored secret cannot be decrypted with any key in "
+    "OAUTH2_INTEGRATOR['ENCRYPTION_KEYS']. Was a key removed before "
+    "`manage.py oauth2_rotate_keys` ran?"
+)
 
 
 def encrypt(plaintext: str) -> str:
@@ -62,17 +69,38 @@ def decrypt(ciphertext: str) -> str:
     try:
         return _keyring()[0].decrypt(ciphertext.encode("ascii")).decode()
     except (InvalidToken, UnicodeEncodeError) as exc:
-        raise ConfigurationError(
-            "A stored secret cannot be decrypted with any key in "
-            "OAUTH2_INTEGRATOR['ENCRYPTION_KEYS']. Was a key removed before "
-            "`manage.py oauth2_rotate_keys` ran?"
-        ) from exc
+        raise ConfigurationError(_NO_KEY_OPENS) from exc
 
 
 def is_current(ciphertext: str) -> bool:
     """True when the first (encrypting) key already opens this value."""
     try:
-        _keyring()[1].decrypt(ciphertext.encode("ascii"))
+        _keyring()[1][0].decrypt(ciphertext.encode("ascii"))
     except (InvalidToken, UnicodeEncodeError):
         return False
     return True
+
+
+def open_for_rotation(ciphertext: str) -> bytes | None:
+    """The plain bytes of a value not under the first key yet; None when it is.
+
+    Each key is tried once, in order (``is_current`` and then ``decrypt`` would
+    try the first key twice: a third of a rotation's work).
+    """
+    try:
+        token = ciphertext.encode("ascii")
+    except UnicodeEncodeError:
+        token = b""  # no key opens it
+    for position, fernet in enumerate(_keyring()[1]):
+        try:
+            plain = fernet.decrypt(token)
+        except InvalidToken:
+            continue
+        return None if position == 0 else plain
+    raise ConfigurationError(_NO_KEY_OPENS)
+
+
+def encrypt_bytes(plain: bytes) -> str:
+    """``encrypt`` for bytes already encoded (rotation writes back what it opened,
+    byte for byte)."""
+    return _keyring()[1][0].encrypt(plain).decode("ascii")

@@ -85,3 +85,62 @@ def test_every_value_is_rewritten_correctly_and_nothing_else(old_key_rows):
             assert fresh.updated_at < timezone.now() - datetime.timedelta(minutes=59)
         second = rotate_keys(batch_size=7)
     assert second.reencrypted == 0
+
+
+def test_each_key_is_tried_once_per_value(old_key_rows, monkeypatch):
+    """A value under the old key costs two tries (the new key fails, the old one
+    opens it), a current one costs one: not a first try to ask whether it is
+    current and then the same try again to open it."""
+    from cryptography.fernet import Fernet
+
+    tries: list[int] = []
+    real_decrypt = Fernet.decrypt
+
+    def counted(self: Fernet, token: bytes, ttl: int | None = None) -> bytes:
+        tries.append(1)
+        return real_decrypt(self, token, ttl)
+
+    monkeypatch.setattr(Fernet, "decrypt", counted)
+    keys = {"ENCRYPTION_KEYS": [TEST_KEY_NEW, TEST_KEY_OLD]}
+    with override_settings(OAUTH2_INTEGRATOR=keys):
+        first = rotate_keys()
+        assert len(tries) == 2 * first.reencrypted
+        tries.clear()
+        second = rotate_keys()
+        assert len(tries) == second.current == first.reencrypted
+
+
+def test_a_value_the_field_cannot_read_is_reported_and_kept(old_key_rows):
+    """It opens with the old key, but to text that is not JSON: it is not
+    rewritten, so nothing is lost, and it is named."""
+    from cryptography.fernet import Fernet
+
+    token = old_key_rows[0]
+    broken = Fernet(TEST_KEY_OLD.encode()).encrypt(b"{not json").decode()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OAuth2Token._meta.db_table} SET extra = %s WHERE id = %s",  # noqa: S608
+            [broken, token.pk],
+        )
+    keys = {"ENCRYPTION_KEYS": [TEST_KEY_NEW, TEST_KEY_OLD]}
+    with override_settings(OAUTH2_INTEGRATOR=keys):
+        report = rotate_keys()
+    assert ("oauth2_integrator.OAuth2Token", token.pk, "extra") in report.undecryptable
+    assert raw(OAuth2Token, token.pk, "extra") == broken
+
+
+def test_the_bulk_write_keeps_values_that_hold_a_comma(old_key_rows):
+    """PostgreSQL gets each column as one comma-joined string (Fernet tokens hold
+    no comma); a value that does goes as an array instead, intact."""
+    from oauth2_integrator.models import OAuth2Token as Token
+    from oauth2_integrator.rotation import _update_rows
+
+    first, second = old_key_rows[:2]
+    field = Token._meta.get_field("access_token")
+    _update_rows(
+        Token,
+        [field],  # type: ignore[list-item]
+        [(first.pk, {"access_token": "a,b"}), (second.pk, {"access_token": "c"})],
+    )
+    assert raw(Token, first.pk, "access_token") == "a,b"
+    assert raw(Token, second.pk, "access_token") == "c"
