@@ -89,6 +89,19 @@ class Select:
             row = cursor.fetchone()
         return None if row is None else self.convert(alias, row, key)
 
+    def all(
+        self, alias: str, values: dict[str, Any], key: Hashable = None
+    ) -> list[tuple[Any, ...]]:
+        """Every row."""
+        sql, params, slots = self._compiled_for(alias, key)[:3]
+        params = list(params)
+        for position, name in slots:
+            params[position] = values[name]
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [self.convert(alias, row, key) for row in rows]
+
     def columns(self, alias: str, key: Hashable = None) -> str:
         """The selected columns as SQL (``"table"."column", ...``): another
         statement that returns them (an ``UPDATE ... RETURNING``) gives rows that

@@ -312,6 +312,29 @@ def test_a_runner_reads_its_next_tokens_in_one_query(three_due, monkeypatch):
     ]
 
 
+def test_a_secret_no_key_opens_costs_only_its_own_token(three_due):
+    """The chunk cannot be read whole: each token is read on its own, the one
+    whose refresh token no configured key opens needs an operator, and the others
+    are refreshed all the same."""
+    from cryptography.fernet import Fernet
+
+    lost = Fernet(Fernet.generate_key()).encrypt(b"refresh-under-a-lost-key").decode()
+    broken = OAuth2Token.objects.get(client=three_due[0])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OAuth2Token._meta.db_table} SET refresh_token = %s "  # noqa: S608
+            "WHERE id = %s",
+            [lost, broken.pk],
+        )
+    report = refresh_due_tokens()
+    results = {o.name: o.result for o in report.outcomes}
+    assert results == {
+        "due-0": sweep.NEEDS_OPERATOR,
+        "due-1": sweep.REFRESHED,
+        "due-2": sweep.REFRESHED,
+    }
+
+
 def test_a_token_refreshed_after_its_chunk_was_read_is_not_refreshed_again(
     three_due, token_endpoint, monkeypatch
 ):
