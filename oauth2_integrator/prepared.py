@@ -80,27 +80,30 @@ class Select:
         self, alias: str, values: dict[str, Any], key: Hashable = None
     ) -> tuple[Any, ...] | None:
         """The first row, or None."""
-        sql, params, slots = self._compiled_for(alias, key)[:3]
-        params = list(params)
-        for position, name in slots:
-            params[position] = values[name]
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return None if row is None else self.convert(alias, row, key)
+        rows = self._fetch(alias, values, key, lambda cursor: [cursor.fetchone()])
+        return None if rows[0] is None else self.convert(alias, rows[0], key)
 
     def all(
         self, alias: str, values: dict[str, Any], key: Hashable = None
     ) -> list[tuple[Any, ...]]:
         """Every row."""
+        rows = self._fetch(alias, values, key, lambda cursor: cursor.fetchall())
+        return [self.convert(alias, row, key) for row in rows]
+
+    def _fetch(
+        self,
+        alias: str,
+        values: dict[str, Any],
+        key: Hashable,
+        fetch: Callable[[Any], list[Any]],
+    ) -> list[Any]:
         sql, params, slots = self._compiled_for(alias, key)[:3]
         params = list(params)
         for position, name in slots:
             params[position] = values[name]
         with connections[alias].cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        return [self.convert(alias, row, key) for row in rows]
+            return fetch(cursor)
 
     def columns(self, alias: str, key: Hashable = None) -> str:
         """The selected columns as SQL (``"table"."column", ...``): another
