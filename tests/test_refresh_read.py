@@ -181,3 +181,33 @@ def test_inside_a_test_frameworks_transaction_a_missing_function_is_an_error(
     monkeypatch.setattr(refresh_read, "_call", lambda alias: "SELECT * FROM nowhere()")
     with pytest.raises(ProgrammingError):
         refresh_read.claim("default", params())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_goes_on_when_the_function_cannot_be_created(
+    expired, reinstalled, caplog
+):
+    """A database user without the right to create functions (PostgreSQL 15 and
+    newer give none on ``public`` to other roles): ``migrate`` must not fail, and
+    refreshes claim with the plain statement."""
+    import os
+
+    role = f"oauth2_no_create_{os.getpid()}"
+    drop_the_function()
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", [role])
+        if cursor.fetchone()[0]:  # PostgreSQL before 15: PUBLIC may create
+            cursor.execute(f"DROP ROLE {role}")
+            pytest.skip("every role may create functions in public here")
+        try:
+            cursor.execute(f"SET ROLE {role}")
+            with caplog.at_level(logging.WARNING, logger="oauth2_integrator"):
+                refresh_read.install(using="default")
+        finally:
+            cursor.execute("RESET ROLE")
+            cursor.execute(f"DROP ROLE {role}")
+    assert "Could not install" in caplog.text
+    assert claim_functions() == []
+    assert refresh_read.claim("default", params("plain")) is not None
+    assert OAuth2Token.objects.get().refresh_claim == "plain"
