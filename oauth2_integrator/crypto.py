@@ -62,7 +62,7 @@ _NO_KEY_OPENS = (
 
 
 def encrypt(plaintext: str) -> str:
-    return _keyring()[0].encrypt(plaintext.encode()).decode("ascii")
+    return encrypt_bytes(plaintext.encode())
 
 
 def decrypt(ciphertext: str) -> str:
@@ -102,5 +102,5 @@ def open_for_rotation(ciphertext: str) -> bytes | None:
 
 def encrypt_bytes(plain: bytes) -> str:
     """``encrypt`` for bytes already encoded (rotation writes back what it opened,
-    byte for byte)."""
+    byte for byte); the first key encrypts."""
     return _keyring()[1][0].encrypt(plain).decode("ascii")

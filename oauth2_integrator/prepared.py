@@ -114,6 +114,14 @@ class Select:
             sql for _, (sql, _), _ in compiler.select[: compiler.col_count]
         )
 
+    def sources(self, alias: str, key: Hashable = None) -> list[tuple[str, str]]:
+        """(table, column) of each selected column, in order."""
+        compiler = self._compiled_for(alias, key)[3]
+        return [
+            (col.alias, col.target.column)
+            for col, _, _ in compiler.select[: compiler.col_count]
+        ]
+
     def convert(
         self, alias: str, row: Sequence[Any], key: Hashable = None
     ) -> tuple[Any, ...]:

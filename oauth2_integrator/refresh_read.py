@@ -32,25 +32,67 @@ from django.db import (
     router,
     transaction,
 )
+from django.db.models import QuerySet
 
 from . import prepared
 from .models import OAuth2Client, OAuth2Token
 
-__all__ = ["CLIENT_COLUMNS", "FULL_READ", "TOKEN_COLUMNS", "claim", "install"]
+__all__ = [
+    "CHUNK_READ",
+    "CLIENT_COLUMNS",
+    "FULL_READ",
+    "TOKEN_COLUMNS",
+    "claim",
+    "install",
+    "read_chunk",
+    "token_from_row",
+]
 
 logger = logging.getLogger(__name__)
 
 TOKEN_COLUMNS = [field.attname for field in OAuth2Token._meta.concrete_fields]
 CLIENT_COLUMNS = [field.attname for field in OAuth2Client._meta.concrete_fields]
 
-#: The refresh path's read: the whole token row and its client, joined.
+#: What the refresh path reads: the whole token row and its client, joined.
+_FIELDS = [*TOKEN_COLUMNS, *(f"client__{c}" for c in CLIENT_COLUMNS)]
+
+#: The refresh path's read of one token, by client name and account.
 FULL_READ = prepared.Select(
     lambda alias, key: (
         OAuth2Token.objects.using(alias)
         .filter(client__name=prepared.slot("name"), account=prepared.slot("account"))
-        .values_list(*TOKEN_COLUMNS, *(f"client__{c}" for c in CLIENT_COLUMNS))[:1]
+        .values_list(*_FIELDS)[:1]
     )
 )
+
+
+#: A sweep runner's read of its next tokens, by primary key: compiled once per
+#: thread's connection and number of keys, where a ``select_related`` queryset was
+#: compiled, and its model instances built through Django's iterator, every chunk.
+def _chunk(alias: str, size: Any) -> QuerySet[Any]:
+    slots: list[Any] = [prepared.slot(f"pk{n}") for n in range(size)]
+    return OAuth2Token.objects.using(alias).filter(pk__in=slots).values_list(*_FIELDS)
+
+
+CHUNK_READ = prepared.Select(_chunk)
+
+
+def token_from_row(alias: str, row: tuple[Any, ...]) -> OAuth2Token:
+    """The token and its client from a converted row of these reads' columns, as
+    ``select_related("client")`` would build them."""
+    split = len(TOKEN_COLUMNS)
+    token = OAuth2Token.from_db(alias, TOKEN_COLUMNS, row[:split])
+    token.client = OAuth2Client.from_db(alias, CLIENT_COLUMNS, row[split:])
+    return token
+
+
+def read_chunk(alias: str, pks: list[Any]) -> list[OAuth2Token]:
+    """The tokens with these primary keys, with their clients, in one query."""
+    values = {f"pk{n}": pk for n, pk in enumerate(pks)}
+    return [
+        token_from_row(alias, row) for row in CHUNK_READ.all(alias, values, len(pks))
+    ]
+
 
 #: The claim's parameters, in order: the claim id, its end, the client name, the
 #: account, the active status, and "now" twice (a claim that ran out before it is
@@ -171,7 +213,6 @@ def claim(alias: str, params: list[Any]) -> tuple[Any, ...] | None:
 def _column_types(cursor: Any, alias: str) -> list[str] | None:
     """The SQL types of ``FULL_READ``'s columns, as the database has them; None when
     the tables do not exist (the app's migrations are unapplied)."""
-    compiler = FULL_READ._compiled_for(alias, None)[3]
     types: dict[tuple[str, str], str] = {}
     for model in (OAuth2Token, OAuth2Client):
         table = model._meta.db_table
@@ -183,10 +224,7 @@ def _column_types(cursor: Any, alias: str) -> list[str] | None:
         for column, sql_type in cursor.fetchall():
             types[table, column] = sql_type
     try:
-        return [
-            types[col.alias, col.target.column]
-            for col, _, _ in compiler.select[: compiler.col_count]
-        ]
+        return [types[source] for source in FULL_READ.sources(alias)]
     except KeyError:
         return None
 

@@ -36,7 +36,7 @@ from django.db import DatabaseError, connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import notifications, prepared, refresh_read, status, tokens
+from . import notifications, refresh_read, status, tokens
 from .conf import app_settings
 from .exceptions import (
     AuthorizationRequired,
@@ -306,32 +306,11 @@ def _load_chunk(pks: list[int]) -> dict[int, OAuth2Token]:
     no configured key opens is among them (or the database failed): each is then
     read on its own, and only that one needs an operator.
     """
-    alias = router.db_for_read(OAuth2Token)
     try:
-        rows = _CHUNK_READ.all(
-            alias, {f"pk{n}": pk for n, pk in enumerate(pks)}, key=len(pks)
-        )
+        loaded = refresh_read.read_chunk(router.db_for_read(OAuth2Token), pks)
     except (ConfigurationError, DatabaseError):
         return {}  # read one by one, where each failure is that token's alone
-    loaded = (tokens._token_from_row(alias, row) for row in rows)
     return {token.pk: token for token in loaded}
-
-
-#: ``_load_chunk``'s query, compiled once per thread's connection and chunk size
-#: (``prepared``): Django compiling a ``select_related`` queryset and building
-#: its model instances for every chunk took a tenth of a sweep's CPU.
-def _chunk_read(alias: str, size: Any) -> QuerySet[Any]:
-    return (
-        OAuth2Token.objects.using(alias)
-        .filter(pk__in=[prepared.slot(f"pk{n}") for n in range(size)])
-        .values_list(
-            *refresh_read.TOKEN_COLUMNS,
-            *(f"client__{c}" for c in refresh_read.CLIENT_COLUMNS),
-        )
-    )
-
-
-_CHUNK_READ = prepared.Select(_chunk_read)
 
 
 def _refresh_one(

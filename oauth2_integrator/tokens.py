@@ -158,17 +158,7 @@ def _read_token(name: str, account: str) -> OAuth2Token | None:
     """The token with its client, as ``select_related("client")`` would build them."""
     alias = router.db_for_read(OAuth2Token)
     row = refresh_read.FULL_READ.first(alias, {"name": name, "account": account})
-    return None if row is None else _token_from_row(alias, row)
-
-
-def _token_from_row(alias: str, row: tuple[Any, ...]) -> OAuth2Token:
-    """The token and its client from a converted row of ``FULL_READ``'s columns."""
-    columns = refresh_read.TOKEN_COLUMNS
-    token = OAuth2Token.from_db(alias, columns, row[: len(columns)])
-    token.client = OAuth2Client.from_db(
-        alias, refresh_read.CLIENT_COLUMNS, row[len(columns) :]
-    )
-    return token
+    return None if row is None else refresh_read.token_from_row(alias, row)
 
 
 def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
@@ -193,7 +183,9 @@ def _read_and_claim(name: str, account: str, alias: str) -> OAuth2Token | None:
     )
     if row is None:
         return None
-    return _token_from_row(alias, refresh_read.FULL_READ.convert(alias, row))
+    return refresh_read.token_from_row(
+        alias, refresh_read.FULL_READ.convert(alias, row)
+    )
 
 
 def _load(name: str, account: str) -> tuple[OAuth2Client, OAuth2Token]:
