@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -226,6 +227,7 @@ class _WatchedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
+        self._pools_by_url: dict[tuple[Any, ...], Any] = {}
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
@@ -234,6 +236,53 @@ class _WatchedAdapter(HTTPAdapter):
             # SOCKS proxies keep their own pools: only the between-chunk check.
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: Any,
+        proxies: Mapping[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        """requests' choice of pool, remembered per URL and TLS setting while the
+        pool is open: requests works it out again for every request (proxy
+        selection, URL parsing, the pool key), about a tenth of a kept-alive
+        request's CPU. Requests through a proxy are left to requests."""
+        if proxies:
+            return super().get_connection_with_tls_context(
+                request, verify, proxies, cert
+            )
+        key = (request.url, verify, cert)
+        pool = self._pools_by_url.get(key)
+        if pool is None or pool.pool is None:  # not seen, or closed since
+            pool = super().get_connection_with_tls_context(request, verify, None, cert)
+            if len(self._pools_by_url) >= 64:
+                self._pools_by_url.clear()
+            self._pools_by_url[key] = pool
+        return pool
+
+    def close(self) -> None:
+        pools, self._pools_by_url = list(self._pools_by_url.values()), {}
+        for pool in pools:
+            pool.close()
+        super().close()
+
+    def build_response(
+        self, req: requests.PreparedRequest, resp: Any
+    ) -> requests.Response:
+        """requests' response, without taking the server's cookies into a jar: our
+        sessions keep none (``_NO_COOKIES``), and the jar's parsing of every
+        answer's headers cost more than building the rest of the response."""
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = str(req.url)
+        response.request = req
+        response.connection = self
+        return response
 
 
 # --- pooled sessions ------------------------------------------------------------------
@@ -357,6 +406,15 @@ def _environment(url: str, cache: dict[str, Any]) -> dict[str, Any]:
 # --- preparing the request ------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _prepared_url(url: str) -> str:
+    """``url`` as requests sends it (IDNA host, quoting): the same for every
+    request to a token endpoint, so worked out once per URL."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return str(prepared.url)
+
+
 def _prepare(
     session: requests.Session,
     method: str,
@@ -375,31 +433,45 @@ def _prepare(
     ``to_key_val_list``) whose runtime ``Protocol`` checks took about a third of
     the CPU of a whole kept-alive request. Our sessions (``_pooled``) set none of
     these but requests' default headers and the cookie jar, so only those are
-    merged here, as ``prepare_request`` merges them. A form of strings is encoded
-    here too, to the body requests would send (``urlencode`` of the values, UTF-8),
-    with its content type unless the caller set one; anything else (a JSON body,
-    query parameters, other values) is left to ``PreparedRequest.prepare``.
+    merged here, as ``prepare_request`` merges them. A token request (a form of
+    strings, no query parameters, no credentials in the URL) is prepared by
+    ``PreparedRequest``'s own steps, with its URL prepared once (``_prepared_url``),
+    the form encoded here to the body requests would send (``urlencode`` of the
+    values, UTF-8), and the cookie step only when the jar holds any (ours never
+    does: ``_NO_COOKIES``); anything else goes through ``PreparedRequest.prepare``.
     ``test_requests_are_prepared_as_requests_prepares_them`` holds the two equal.
     """
     merged = CaseInsensitiveDict(session.headers)
     merged.update(headers)
     for name in [name for name, value in merged.items() if value is None]:
         del merged[name]
-    body: Any = data
-    if data and all(type(k) is str and type(v) is str for k, v in data.items()):
-        body = urlencode(data)
-        merged.setdefault("Content-Type", "application/x-www-form-urlencoded")
     prepared = requests.PreparedRequest()
-    prepared.prepare(
-        method=method.upper(),
-        url=url,
-        headers=merged,
-        data=body,
-        json=json,
-        params=params,
-        auth=auth,
-        cookies=merge_cookies(RequestsCookieJar(), session.cookies),
+    form = data is None or all(
+        type(k) is str and type(v) is str for k, v in data.items()
     )
+    if not form or json is not None or params is not None or "@" in url:
+        prepared.prepare(
+            method=method.upper(),
+            url=url,
+            headers=merged,
+            data=data,
+            json=json,
+            params=params,
+            auth=auth,
+            cookies=merge_cookies(RequestsCookieJar(), session.cookies),
+        )
+        return prepared
+    prepared.prepare_method(method)
+    prepared.url = _prepared_url(url)
+    body = urlencode(data) if data else None
+    if body:
+        merged.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    prepared.prepare_headers(merged)
+    if len(session.cookies):
+        prepared.prepare_cookies(merge_cookies(RequestsCookieJar(), session.cookies))
+    prepared.prepare_body(body, None)
+    if auth:
+        prepared.prepare_auth(auth)
     return prepared
 
 
@@ -544,10 +616,12 @@ def request(
                 # None is the session's default, True, as requests merges it.
                 verify = environment["ca_bundle"] or True
             try:
-                # session.send, not session.request: see _prepare. With trust_env
-                # off, request() would only have merged these settings with the
-                # session's own, which are requests' defaults.
-                response = session.send(
+                # The adapter's send, not session.request: see _prepare. With
+                # trust_env off, request() would only have merged these settings
+                # with the session's own, which are requests' defaults; and
+                # session.send adds only what we turn off (cookies, redirects,
+                # response hooks: none are set).
+                response = session.get_adapter(url).send(
                     _prepare(
                         session,
                         method,
@@ -565,7 +639,6 @@ def request(
                     proxies=dict(environment["proxies"]),
                     verify=verify,
                     cert=None,
-                    allow_redirects=False,
                     stream=True,
                 )
                 reusable = False

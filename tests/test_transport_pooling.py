@@ -203,3 +203,137 @@ def test_a_refresh_runs_at_most_four_sql_statements(
     with CaptureQueriesContext(connection) as queries:
         refresh_access_token("acme")
     assert len(queries) <= 4, [q["sql"].split()[0] for q in queries]
+
+
+# --- which pool a request takes --------------------------------------------------
+
+
+def self_signed(directory: Any) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+class TLSKeepAliveServer(KeepAliveServer):
+    """The keep-alive server behind TLS, with a certificate no CA signed."""
+
+    def __init__(self, behaviours: list[str], cert: str, key: str) -> None:
+        import ssl
+
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        super().__init__(behaviours)
+        self.url = f"https://127.0.0.1:{self.port}/oauth/token"
+
+    def handle(self, conn: socket.socket) -> None:
+        import ssl
+
+        conn.settimeout(8)
+        try:
+            wrapped = self.context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):  # the client refused the certificate
+            conn.close()
+            return
+        super().handle(wrapped)
+
+
+def test_a_pool_that_skips_tls_checks_is_not_taken_when_they_are_on(
+    make_client, keep_alive, settings, tmp_path
+):
+    """Pools are remembered per URL (``_WatchedAdapter``): the TLS setting is part
+    of the choice, so turning ``VERIFY_TLS`` back on never reuses a connection
+    made without checking the certificate."""
+    server = TLSKeepAliveServer(["ok"], *self_signed(tmp_path))
+    try:
+        client = make_client(token_endpoint=server.url)
+        settings.OAUTH2_INTEGRATOR = {
+            **settings.OAUTH2_INTEGRATOR,
+            "VERIFY_TLS": False,
+        }
+        assert exchange(client).access_token
+        settings.OAUTH2_INTEGRATOR = {**settings.OAUTH2_INTEGRATOR, "VERIFY_TLS": True}
+        with pytest.raises(TokenEndpointError, match=r"(?i)certificate|ssl"):
+            exchange(client)
+        assert server.served == 1
+    finally:
+        transport.close_sessions()
+        server.close()
+
+
+def test_a_certificate_trusted_by_the_ca_bundle_setting_is_accepted(
+    make_client, keep_alive, settings, tmp_path
+):
+    cert, key = self_signed(tmp_path)
+    server = TLSKeepAliveServer(["ok"], cert, key)
+    try:
+        client = make_client(token_endpoint=server.url)
+        settings.OAUTH2_INTEGRATOR = {**settings.OAUTH2_INTEGRATOR, "VERIFY_TLS": cert}
+        for _ in range(2):
+            assert exchange(client).access_token
+        assert (server.served, server.connections) == (2, 1)
+    finally:
+        transport.close_sessions()
+        server.close()
+
+
+def test_connections_closed_with_their_session_are_not_used_again(
+    make_client, keep_alive
+):
+    """Closing a session (a worker shutting down, ``close_sessions``) closes the
+    pools remembered per URL too: the next request opens a new connection."""
+    server = keep_alive("ok")
+    client = make_client(token_endpoint=server.url)
+    assert exchange(client).access_token
+    transport._session(server.url).close()
+    assert exchange(client).access_token
+    assert (server.served, server.connections) == (2, 2)
+
+
+def test_a_pool_closed_since_it_was_chosen_is_chosen_again(make_client, keep_alive):
+    """urllib3 1.x closes a pool its manager drops (it keeps ten): the pool
+    remembered for the URL is then chosen again, never used closed."""
+    server = keep_alive("ok")
+    client = make_client(token_endpoint=server.url)
+    assert exchange(client).access_token
+    adapter = transport._session(server.url).get_adapter(server.url)
+    (remembered,) = adapter._pools_by_url.values()
+    adapter.poolmanager.clear()  # as urllib3 1.x drops it: forgotten and closed
+    remembered.close()
+    assert exchange(client).access_token
+    assert (server.served, server.connections) == (2, 2)
