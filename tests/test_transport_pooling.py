@@ -273,6 +273,7 @@ class TLSKeepAliveServer(KeepAliveServer):
         super().handle(wrapped)
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_a_pool_that_skips_tls_checks_is_not_taken_when_they_are_on(
     make_client, keep_alive, settings, tmp_path
 ):
